@@ -1,0 +1,77 @@
+"""The one small interface every delivery provider sits behind.
+
+The pipeline only ever sees :class:`ChannelAdapter`; which provider is behind it
+is a settings decision. Errors are split into transient (retry later) and
+permanent (do not retry; maybe fall back or mark the contact unusable).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A message ready to leave. ``message_id`` is our idempotency key for the send."""
+
+    message_id: str
+    channel: str
+    to: str
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    status_callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    """What the provider told us when it accepted the message."""
+
+    provider: str
+    provider_message_id: str
+    status: str
+
+
+class ChannelError(Exception):
+    """Base class for delivery failures. ``code`` is safe to log (no PHI)."""
+
+    retryable = False
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+class TransientChannelError(ChannelError):
+    """Worth retrying later: timeouts, 429, 5xx, connection refused."""
+
+    retryable = True
+
+    def __init__(self, code: str, detail: str = "", retry_after: float | None = None) -> None:
+        super().__init__(code, detail)
+        self.retry_after = retry_after
+
+
+class PermanentChannelError(ChannelError):
+    """Never retry. ``reason`` is one of: unsubscribed, invalid-address, rejected."""
+
+    def __init__(self, code: str, reason: str, detail: str = "") -> None:
+        super().__init__(code, detail)
+        self.reason = reason
+
+
+class ChannelAdapter(abc.ABC):
+    """A provider for one channel ("sms" or "email")."""
+
+    provider: str
+    channel: str
+
+    @abc.abstractmethod
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        """Hand the message to the provider; raise a :class:`ChannelError` on failure."""
+
+    def find_sent(self, message_id: str) -> SendReceipt | None:
+        """Look up a message by our id after a crash, where the provider allows it."""
+        return None

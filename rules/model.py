@@ -1,0 +1,98 @@
+"""The contract between the pure outreach logic (``rules``) and the pipeline that runs it.
+
+Everything here is plain data: the pipeline hands resources in, the rules hand
+decisions out. No I/O happens on either side of this boundary, which is what
+lets the staff panel and ``fhir-bridge preview`` reuse exactly the same logic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+JSON = dict[str, Any]
+
+PURPOSE_APPOINTMENT_REMINDER = "appointment-reminder"
+PURPOSE_REFILL_NOTICE = "refill-notice"
+PURPOSE_DISCHARGE_CHECKIN = "discharge-checkin"
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """A message that already left (or was decided) for this patient; used for caps."""
+
+    key: str
+    rule: str
+    purpose: str
+    send_at: datetime
+
+
+@dataclass(frozen=True)
+class PatientSnapshot:
+    """Everything the rules may look at for one patient, as raw R4 JSON."""
+
+    patient_ref: str
+    patient: Mapping[str, Any] | None
+    resources: Sequence[Mapping[str, Any]]
+    history: Sequence[SentRecord] = ()
+    locations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlannedMessage:
+    """One message the rules want sent at ``send_at`` (aware, UTC).
+
+    ``key`` is stable across re-planning: the same appointment and offset always
+    produce the same key, so the pipeline can upsert, reschedule and cancel by it.
+    """
+
+    key: str
+    rule: str
+    purpose: str
+    patient_ref: str
+    about: tuple[str, ...]
+    send_at: datetime
+    template: str
+    language: str
+    variables: Mapping[str, str]
+    trace: Mapping[str, Any]
+    sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class WithheldMessage:
+    """A message the rules decided not to send, with a coded reason for the audit trail."""
+
+    key: str
+    rule: str
+    purpose: str
+    patient_ref: str
+    about: tuple[str, ...]
+    reason: str
+    detail: str
+    trace: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The complete desired outreach for one patient at ``planned_at``."""
+
+    patient_ref: str
+    planned_at: datetime
+    messages: tuple[PlannedMessage, ...] = ()
+    withheld: tuple[WithheldMessage, ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """Text exactly as it will be delivered on one channel."""
+
+    channel: str
+    subject: str | None
+    text: str
+    html: str | None
+    template: str
+    language: str
+    segments: int | None = None
