@@ -96,3 +96,18 @@ class RenderedMessage:
     template: str
     language: str
     segments: int | None = None
+
+
+@dataclass(frozen=True)
+class PreparedDelivery:
+    """A message cleared to leave now: consented channel, address and final text.
+
+    ``consent_used`` names the Consent ids that allowed it, so the audit trail can
+    show *why* the message was lawful at the moment it was sent.
+    """
+
+    channel: str
+    address: str
+    rendered: RenderedMessage
+    consent_used: tuple[str, ...]
+    trace: Mapping[str, Any]

@@ -1,0 +1,171 @@
+"""Email delivery through any SMTP relay (Postfix, SES/SendGrid SMTP endpoints, Mailpit).
+
+SMTP is the lowest common denominator every hospital mail team can give us, so email goes
+through plain :mod:`smtplib`. Server replies are mapped onto the channel contract: 4xx and
+connection problems are transient, a refused recipient is a permanent bad address, a failed
+login is a permanent rejection. Server reply text is never put into errors or logs because
+relays echo the recipient address back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Literal
+
+from channels.base import (
+    ChannelAdapter,
+    OutboundMessage,
+    PermanentChannelError,
+    SendReceipt,
+    TransientChannelError,
+)
+
+logger = logging.getLogger(__name__)
+
+SmtpSecurity = Literal["none", "starttls", "tls"]
+
+MESSAGE_ID_DOMAIN = "fhir-bridge"
+BRIDGE_ID_HEADER = "X-FHIR-Bridge-Message-Id"
+_NOT_DOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
+
+
+def message_id_header(message_id: str) -> str:
+    """Return the RFC 5322 Message-ID we use for ``message_id``.
+
+    Deterministic, so a retried send carries the same Message-ID and downstream systems
+    (and our own reconciliation) can recognise the duplicate.
+    """
+    left = _NOT_DOT_ATOM.sub(lambda match: f"={ord(match.group()):02X}", message_id)
+    return f"<{left.strip('.') or 'empty'}@{MESSAGE_ID_DOMAIN}>"
+
+
+class SmtpEmailAdapter(ChannelAdapter):
+    """Send multipart/alternative (text + optional HTML) email through an SMTP relay."""
+
+    provider = "smtp"
+    channel = "email"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        from_address: str,
+        security: SmtpSecurity = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Configure the relay; ``ssl_context`` overrides the system trust store (private CA)."""
+        if security not in ("none", "starttls", "tls"):
+            raise ValueError(f"unknown SMTP security mode {security!r}")
+        self.host = host
+        self.port = port
+        self.from_address = from_address
+        self.security: SmtpSecurity = security
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        """Deliver one email; the receipt's provider id is the deterministic Message-ID."""
+        if message.channel != self.channel:
+            raise PermanentChannelError("channel-mismatch", reason="rejected")
+        email = self.build_email(message)
+        try:
+            with self._connect() as connection:
+                self._secure_and_login(connection)
+                connection.send_message(email)
+        except smtplib.SMTPRecipientsRefused as refused:
+            raise _recipient_refused_error(refused) from None
+        except smtplib.SMTPAuthenticationError as auth_error:
+            logger.warning("smtp login rejected message_id=%s", message.message_id)
+            raise PermanentChannelError(
+                f"smtp-{auth_error.smtp_code}", reason="rejected", detail="authentication failed"
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise TransientChannelError(
+                "smtp-unsupported", detail="server lacks a required extension (STARTTLS/AUTH)"
+            ) from None
+        except smtplib.SMTPResponseException as response_error:
+            raise _reply_error(response_error.smtp_code) from None
+        except ssl.SSLError as tls_error:
+            raise TransientChannelError("smtp-tls", detail=type(tls_error).__name__) from None
+        except (smtplib.SMTPException, OSError) as connection_error:
+            raise TransientChannelError(
+                "smtp-connection", detail=type(connection_error).__name__
+            ) from None
+        logger.info("smtp accepted message_id=%s", message.message_id)
+        return SendReceipt(
+            provider=self.provider, provider_message_id=email["Message-ID"], status="sent"
+        )
+
+    def build_email(self, message: OutboundMessage) -> EmailMessage:
+        """Build the MIME message: text part always, HTML alternative when provided."""
+        email = EmailMessage()
+        try:
+            email["To"] = _single_address(message.to)
+        except (ValueError, IndexError, HeaderParseError):
+            raise PermanentChannelError("smtp-bad-address", reason="invalid-address") from None
+        email["From"] = self.from_address
+        email["Subject"] = " ".join((message.subject or "").split())
+        email["Date"] = formatdate(localtime=False, usegmt=True)
+        email["Message-ID"] = message_id_header(message.message_id)
+        email[BRIDGE_ID_HEADER] = message.message_id
+        email.set_content(message.text)
+        if message.html:
+            email.add_alternative(message.html, subtype="html")
+        return email
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.security == "tls":
+            return smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self._tls_context()
+            )
+        return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+
+    def _secure_and_login(self, connection: smtplib.SMTP) -> None:
+        connection.ehlo()
+        if self.security == "starttls":
+            connection.starttls(context=self._tls_context())
+            connection.ehlo()
+        if self.username is not None:
+            connection.login(self.username, self.password or "")
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return self.ssl_context or ssl.create_default_context()
+
+
+def _single_address(raw: str) -> str:
+    """Validate that ``raw`` is exactly one addr-spec (blocks header injection)."""
+    if "\n" in raw or "\r" in raw or "," in raw:
+        raise ValueError("not a single address")
+    address = Address(addr_spec=raw.strip())
+    if not address.username or not address.domain:
+        raise ValueError("address needs a local part and a domain")
+    return str(address)
+
+
+def _recipient_refused_error(refused: smtplib.SMTPRecipientsRefused) -> Exception:
+    codes = [code for code, _reply in refused.recipients.values()]
+    code = codes[0] if codes else 550
+    if 400 <= code < 500:
+        return TransientChannelError(f"smtp-{code}", detail="recipient temporarily refused")
+    return PermanentChannelError(
+        f"smtp-{code}", reason="invalid-address", detail="recipient refused"
+    )
+
+
+def _reply_error(code: int) -> Exception:
+    if 400 <= code < 500 or code < 0:
+        return TransientChannelError(f"smtp-{code}", detail="temporary server reply")
+    return PermanentChannelError(f"smtp-{code}", reason="rejected", detail="server refused")

@@ -1,0 +1,382 @@
+"""Synchronous FHIR R4 client for the clinic's EHR.
+
+Used from Celery tasks and CLI commands, so it is blocking and small. It owns the retry rules
+(only where repeating a request cannot duplicate a side effect), maps HTTP failures onto the
+exception types in `errors`, and refuses to follow paging links to other servers, which would
+leak our bearer token. Logs carry method, resource type, status, attempt and timing only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from fhir_bridge.fhir.errors import (
+    EhrError,
+    EhrProtocolError,
+    EhrUnavailable,
+    as_operation_error,
+    describe_failure,
+    error_for_status,
+)
+
+FHIR_JSON = "application/fhir+json"
+SearchParams = Mapping[str, str | Sequence[str]]
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# A 500 may mean the write happened; repeat it only when repeating is harmless.
+_RETRYABLE_WHEN_IDEMPOTENT = _RETRYABLE_STATUSES | {500}
+# Failures that guarantee the request never reached the server (EhrUnavailable: token endpoint).
+_NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    EhrUnavailable,
+)
+_IN_FLIGHT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to repeat a transiently failing request."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Exponential backoff with full jitter, so many workers do not retry in lockstep."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return (rng or random).uniform(0.0, ceiling)
+
+    def delay_before_retry(self, attempt: int, retry_after: str | None) -> float:
+        """Delay after failed `attempt`: the server's Retry-After if usable, else backoff."""
+        requested = parse_retry_after(retry_after, datetime.now(UTC))
+        if requested is not None:
+            return min(self.max_delay, requested)
+        return self.backoff(attempt)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait per a Retry-After header (delta-seconds or HTTP-date); None if unusable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now).total_seconds())
+
+
+class EhrClient:
+    """Read, search, create and update FHIR R4 resources on one EHR base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: httpx.Auth | None,
+        timeout: float = 10.0,
+        retry: RetryPolicy = RetryPolicy(),
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._base = httpx.URL(base_url.rstrip("/") + "/")
+        self._retry = retry
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self._base,
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            headers={"Accept": FHIR_JSON, "User-Agent": "fhir-bridge"},
+        )
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """Current version of a resource; EhrNotFound if absent or deleted."""
+        return self._fetch(f"{resource_type}/{resource_id}", resource_type)
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+        """One specific historical version of a resource."""
+        return self._fetch(f"{resource_type}/{resource_id}/_history/{version_id}", resource_type)
+
+    def search(self, resource_type: str, params: SearchParams) -> dict[str, Any]:
+        """First page of a search, as the raw searchset Bundle."""
+        response = self._request(
+            "GET", resource_type, resource_type, params=_query_pairs(params), idempotent=True
+        )
+        return _json_body(response, "GET", resource_type)
+
+    def search_all(self, resource_type: str, params: SearchParams) -> Iterator[dict[str, Any]]:
+        """Every matching resource across all pages (`_include`d and outcome entries skipped)."""
+        bundle: dict[str, Any] | None = self.search(resource_type, params)
+        while bundle is not None:
+            for entry in bundle.get("entry") or []:
+                mode = (entry.get("search") or {}).get("mode", "match")
+                if mode == "match" and isinstance(entry.get("resource"), dict):
+                    yield entry["resource"]
+            bundle = self.next_page(bundle)
+
+    def next_page(self, bundle: dict[str, Any]) -> dict[str, Any] | None:
+        """The Bundle behind the `next` link, or None on the last page."""
+        next_url = next(
+            (
+                link.get("url")
+                for link in bundle.get("link") or []
+                if link.get("relation") == "next"
+            ),
+            None,
+        )
+        if not next_url:
+            return None
+        url = self._same_server_url(next_url)
+        response = self._request("GET", url, "Bundle", idempotent=True)
+        return _json_body(response, "GET", "Bundle")
+
+    def create(
+        self, resource: dict[str, Any], *, if_none_exist: str | None = None
+    ) -> dict[str, Any]:
+        """Store a new resource (conditionally, if `if_none_exist` is a search query).
+
+        Returns the stored resource, or the pre-existing match of a conditional create. Only
+        conditional creates are retried after the request may have reached the server.
+        """
+        resource_type = _resource_type_of(resource)
+        headers = {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
+        if if_none_exist:
+            headers["If-None-Exist"] = if_none_exist
+        response = self._request(
+            "POST",
+            resource_type,
+            resource_type,
+            body=resource,
+            headers=headers,
+            idempotent=if_none_exist is not None,
+        )
+        return self._stored_resource(response, resource_type)
+
+    def update(self, resource: dict[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
+        """Replace a resource; with `if_match` (a version id) only if it is still that version."""
+        resource_type = _resource_type_of(resource)
+        resource_id = resource.get("id")
+        if not isinstance(resource_id, str) or not resource_id:
+            raise ValueError(f"cannot update a {resource_type} without an id")
+        headers = {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
+        if if_match:
+            headers["If-Match"] = if_match if if_match.startswith("W/") else f'W/"{if_match}"'
+        response = self._request(
+            "PUT",
+            f"{resource_type}/{resource_id}",
+            resource_type,
+            body=resource,
+            headers=headers,
+            idempotent=True,
+        )
+        return self._stored_resource(response, resource_type)
+
+    def operation(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        method: str = "GET",
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Invoke a FHIR operation such as `Subscription/12/$status` or `$export`.
+
+        400/404/501 become EhrNotSupported (the EHR lacks the operation), except 410 Gone and a
+        404 on an instance whose issues are all `not-found`/`deleted`: those are EhrNotFound.
+        """
+        if "$" not in path or "://" in path or path.startswith("/") or ".." in path:
+            raise ValueError("operation path must be relative and name an $operation")
+        method = method.upper()
+        target_type = path.split("/", 1)[0] if not path.startswith("$") else "system"
+        try:
+            response = self._request(
+                method,
+                path,
+                target_type,
+                params=tuple((params or {}).items()),
+                body=body,
+                headers={"Content-Type": FHIR_JSON} if body is not None else None,
+                idempotent=method == "GET",
+            )
+        except EhrError as exc:
+            raise as_operation_error(exc, on_instance=path.count("/") >= 2) from exc
+        return _json_body(response, method, target_type)
+
+    def capabilities(self) -> dict[str, Any]:
+        """The server's CapabilityStatement (`GET metadata`)."""
+        return self._fetch("metadata", "CapabilityStatement")
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> EhrClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _fetch(self, url: str | httpx.URL, resource_type: str) -> dict[str, Any]:
+        response = self._request("GET", url, resource_type, idempotent=True)
+        return _json_body(response, "GET", resource_type)
+
+    def _stored_resource(self, response: httpx.Response, resource_type: str) -> dict[str, Any]:
+        """The resource a write produced: from the body, else by reading the Location."""
+        if response.content.strip():
+            body = _json_body(response, response.request.method, resource_type)
+            if body.get("resourceType") == resource_type:
+                return body
+        location = response.headers.get("Location") or response.headers.get("Content-Location")
+        if not location:
+            raise EhrProtocolError(
+                describe_failure(response.request.method, resource_type, response.status_code, None)
+                + ": no resource body and no Location",
+                status=response.status_code,
+            )
+        return self._fetch(self._same_server_url(location), resource_type)
+
+    def _same_server_url(self, link: str) -> httpx.URL:
+        """Resolve a server-supplied link, refusing any that leaves our FHIR base."""
+        url = self._base.join(link)
+        same_origin = (url.scheme, url.host, url.port) == (
+            self._base.scheme,
+            self._base.host,
+            self._base.port,
+        )
+        under_base = url.path == self._base.path.rstrip("/") or url.path.startswith(self._base.path)
+        if not (same_origin and under_base):
+            raise EhrProtocolError("EHR returned a link outside its FHIR base URL; refusing it")
+        return url
+
+    def _request(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        resource_type: str,
+        *,
+        idempotent: bool,
+        params: tuple[tuple[str, str], ...] = (),
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        content = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        retryable_statuses = _RETRYABLE_WHEN_IDEMPOTENT if idempotent else frozenset()
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                # params=() would replace the query string of a `next` link; None keeps it.
+                response = self._http.request(
+                    method, url, params=params or None, content=content, headers=headers
+                )
+            except _NOT_SENT_ERRORS as exc:
+                failure, retryable = exc, True
+            except _IN_FLIGHT_ERRORS as exc:
+                failure, retryable = exc, idempotent
+            else:
+                status = response.status_code
+                _log_attempt(method, resource_type, str(status), attempt, started)
+                if status < 400:
+                    return response
+                if status not in retryable_statuses or attempt >= self._retry.max_attempts:
+                    raise error_for_status(status, _outcome_of(response), method, resource_type)
+                self._pause(attempt, response.headers.get("Retry-After"), method, resource_type)
+                continue
+            _log_attempt(method, resource_type, type(failure).__name__, attempt, started)
+            if not retryable or attempt >= self._retry.max_attempts:
+                status_seen = failure.status if isinstance(failure, EhrUnavailable) else None
+                raise EhrUnavailable(
+                    describe_failure(method, resource_type, status_seen, None)
+                    + f" ({type(failure).__name__})",
+                    status=status_seen,
+                ) from failure
+            self._pause(attempt, None, method, resource_type)
+
+    def _pause(self, attempt: int, retry_after: str | None, method: str, rtype: str) -> None:
+        delay = self._retry.delay_before_retry(attempt, retry_after)
+        logger.info(
+            "ehr_retry method=%s type=%s attempt=%d delay_s=%.2f", method, rtype, attempt, delay
+        )
+        self._sleep(delay)
+
+
+def _outcome_of(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        return body
+    return None
+
+
+def _log_attempt(
+    method: str, resource_type: str, result: str, attempt: int, started: float
+) -> None:
+    elapsed_ms = (time.monotonic() - started) * 1000
+    logger.info(
+        "ehr_request method=%s type=%s result=%s attempt=%d elapsed_ms=%.1f",
+        *(method, resource_type, result, attempt, elapsed_ms),
+    )
+
+
+def _json_body(response: httpx.Response, method: str, resource_type: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise EhrProtocolError(
+            describe_failure(method, resource_type, response.status_code, None)
+            + ": body is not a JSON object",
+            status=response.status_code,
+        )
+    return body
+
+
+def _resource_type_of(resource: Mapping[str, Any]) -> str:
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str) or not resource_type:
+        raise ValueError("resource has no resourceType")
+    return resource_type
+
+
+def _query_pairs(params: SearchParams) -> tuple[tuple[str, str], ...]:
+    """Flatten search params; a sequence value repeats the parameter (AND semantics)."""
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        if isinstance(value, str):
+            pairs.append((name, value))
+        else:
+            pairs.extend((name, item) for item in value)
+    return tuple(pairs)

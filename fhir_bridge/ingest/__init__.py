@@ -1,0 +1,1 @@
+"""Receiving notifications from the EHR: authenticate, validate, store, answer."""

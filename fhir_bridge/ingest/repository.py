@@ -1,0 +1,132 @@
+"""SQL for the inbox of accepted notifications."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fhir_bridge.store.models import InboxNotification
+
+
+def insert_if_new(
+    session: Session,
+    *,
+    subscription_id: str | None,
+    dedupe_key: str,
+    kind: str,
+    body: dict[str, Any] | None,
+    now: datetime,
+) -> InboxNotification | None:
+    """Store a notification unless one with the same dedupe key exists (then ``None``)."""
+    existing = session.scalar(
+        select(InboxNotification.id).where(InboxNotification.dedupe_key == dedupe_key)
+    )
+    if existing is not None:
+        return None
+    row = InboxNotification(
+        subscription_id=subscription_id,
+        dedupe_key=dedupe_key,
+        kind=kind,
+        body=body,
+        received_at=now,
+        status="pending",
+    )
+    savepoint = session.begin_nested()
+    try:
+        session.add(row)
+        session.flush()
+    except IntegrityError:
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    return row
+
+
+def claim(session: Session, inbox_id: int, now: datetime, lease: timedelta) -> bool:
+    """Atomically take a pending (or abandoned) notification; False if someone else has it."""
+    result = session.execute(
+        update(InboxNotification)
+        .where(
+            InboxNotification.id == inbox_id,
+            or_(
+                InboxNotification.status == "pending",
+                (InboxNotification.status == "processing") & (InboxNotification.lease_until < now),
+            ),
+        )
+        .values(
+            status="processing",
+            lease_until=now + lease,
+            attempts=InboxNotification.attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def get(session: Session, inbox_id: int) -> InboxNotification | None:
+    return session.get(InboxNotification, inbox_id)
+
+
+def mark_done(session: Session, row: InboxNotification, now: datetime) -> None:
+    row.status = "done"
+    row.processed_at = now
+    row.lease_until = None
+    row.error_code = None
+
+
+def mark_failed(session: Session, inbox_id: int, now: datetime, code: str, final: bool) -> None:
+    """Record a processing failure; non-final failures go back to pending for the relay."""
+    session.execute(
+        update(InboxNotification)
+        .where(InboxNotification.id == inbox_id)
+        .values(
+            status="failed" if final else "pending",
+            error_code=code[:200],
+            lease_until=None,
+            enqueued_at=None if not final else InboxNotification.enqueued_at,
+            processed_at=now if final else None,
+        )
+    )
+
+
+def due_for_relay(
+    session: Session, now: datetime, stale_after: timedelta, limit: int
+) -> Sequence[int]:
+    """Notifications never handed to the queue, or handed over long ago and still not done."""
+    rows = session.scalars(
+        select(InboxNotification.id)
+        .where(
+            or_(
+                (InboxNotification.status == "pending")
+                & or_(
+                    InboxNotification.enqueued_at.is_(None),
+                    InboxNotification.enqueued_at < now - stale_after,
+                ),
+                (InboxNotification.status == "processing") & (InboxNotification.lease_until < now),
+            )
+        )
+        .order_by(InboxNotification.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def mark_enqueued(session: Session, ids: Sequence[int], now: datetime) -> None:
+    if ids:
+        session.execute(
+            update(InboxNotification).where(InboxNotification.id.in_(ids)).values(enqueued_at=now)
+        )
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = session.execute(
+        select(InboxNotification.status, func.count()).group_by(InboxNotification.status)
+    )
+    return {status: count for status, count in rows}

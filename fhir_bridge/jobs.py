@@ -1,0 +1,241 @@
+"""The units of background work, as plain functions of a :class:`Runtime`.
+
+Celery tasks (``fhir_bridge.tasks``) and the CLI are thin shells over these.
+Each job re-reads its row, claims it, and skips work that is stale or already
+done, so any job may run twice or crash half-way without harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fhir_bridge.fhir.errors import EhrError
+from fhir_bridge.ingest import repository as inbox_repository
+from fhir_bridge.ingest.parsing import InvalidNotification
+from fhir_bridge.outreach import repository as message_repository
+from fhir_bridge.outreach.communication import WritebackOptions
+from fhir_bridge.outreach.delivery import DeliveryDeps, deliver, reconcile_abandoned
+from fhir_bridge.outreach.planning import replan_patient
+from fhir_bridge.outreach.writeback import write_communication
+from fhir_bridge.runtime import Runtime
+from fhir_bridge.settings import SUBSCRIBED_TYPES
+from fhir_bridge.store.db import transaction
+from fhir_bridge.sync import repository as sync_repository
+from fhir_bridge.sync.service import (
+    SyncDeps,
+    apply_resource,
+    catch_up_by_search,
+    forget_resource,
+    process_notification,
+)
+from fhir_bridge.sync.subscriptions import SubscriptionPlan, check_subscription
+
+log = logging.getLogger(__name__)
+
+
+def patient_changed_hook(rt: Runtime, now: datetime) -> Callable[[Session, str], None]:
+    """Re-plan a patient's outreach from our store (fetching the Patient once if unknown)."""
+
+    def on_patient_changed(session: Session, patient_ref: str) -> None:
+        patient = _patient_for(session, rt, patient_ref, now)
+        replan_patient(session, patient_ref=patient_ref, patient=patient, config=rt.rules, now=now)
+
+    return on_patient_changed
+
+
+def _patient_for(
+    session: Session, rt: Runtime, patient_ref: str, now: datetime
+) -> dict[str, Any] | None:
+    _, _, patient_id = patient_ref.partition("/")
+    state = sync_repository.get_state(session, "Patient", patient_id)
+    if state is not None:
+        return state.body
+    try:
+        patient = rt.ehr.read("Patient", patient_id)
+    except EhrError:
+        return None
+    sync_repository.save_state(
+        session,
+        None,
+        resource=patient,
+        version_id=(patient.get("meta") or {}).get("versionId"),
+        last_updated=None,
+        patient_ref=patient_ref,
+        now=now,
+    )
+    return patient
+
+
+def sync_deps(rt: Runtime, now: datetime) -> SyncDeps:
+    return SyncDeps(
+        ehr=rt.ehr, now=now, skew=rt.skew, on_patient_changed=patient_changed_hook(rt, now)
+    )
+
+
+def process_inbox(rt: Runtime, inbox_id: int) -> str:
+    """Apply one stored notification; failures go back to the inbox for the relay."""
+    now = rt.clock()
+    with transaction(rt.sessions) as session:
+        if not inbox_repository.claim(session, inbox_id, now, rt.lease):
+            return "skipped"
+    try:
+        with transaction(rt.sessions) as session:
+            row = inbox_repository.get(session, inbox_id)
+            assert row is not None
+            subscription = (
+                sync_repository.get_subscription(session, row.subscription_id)
+                if row.subscription_id
+                else None
+            )
+            if subscription is None:
+                inbox_repository.mark_done(session, row, now)
+                return "orphan"
+            process_notification(
+                session,
+                sync_deps(rt, now),
+                row,
+                subscription,
+                page_size=rt.settings.poll_page_size,
+            )
+            inbox_repository.mark_done(session, row, now)
+    except InvalidNotification as exc:
+        with transaction(rt.sessions) as session:
+            inbox_repository.mark_failed(session, inbox_id, now, f"invalid:{exc.code}", final=True)
+        return "invalid"
+    except EhrError as exc:
+        with transaction(rt.sessions) as session:
+            final = _attempts(session, inbox_id) >= rt.settings.max_send_attempts * 2
+            inbox_repository.mark_failed(session, inbox_id, now, f"ehr:{exc.status}", final=final)
+        log.warning("notification processing deferred", extra={"inbox_id": inbox_id})
+        return "retry"
+    return "done"
+
+
+def _attempts(session: Session, inbox_id: int) -> int:
+    row = inbox_repository.get(session, inbox_id)
+    return row.attempts if row else 0
+
+
+def inbox_to_relay(rt: Runtime, limit: int = 500) -> list[int]:
+    """Notifications stored but never (or long ago) handed to the queue."""
+    now = rt.clock()
+    with transaction(rt.sessions) as session:
+        ids = list(inbox_repository.due_for_relay(session, now, rt.lease, limit))
+        inbox_repository.mark_enqueued(session, ids, now)
+    return ids
+
+
+def claim_due_messages(rt: Runtime, limit: int = 500) -> list[str]:
+    """Claim every due message for delivery (each by exactly one dispatcher)."""
+    now = rt.clock()
+    claimed = []
+    with transaction(rt.sessions) as session:
+        for message_id in message_repository.due_candidates(session, now, limit):
+            if message_repository.claim(session, message_id, now, rt.lease):
+                claimed.append(message_id)
+    return claimed
+
+
+def writebacks_to_relay(rt: Runtime, limit: int = 500) -> list[str]:
+    """Communications not yet written a few seconds after their message settled."""
+    older_than = rt.clock() - timedelta(seconds=rt.settings.relay_interval_seconds)
+    with transaction(rt.sessions) as session:
+        return list(message_repository.pending_writebacks(session, older_than, limit))
+
+
+def delivery_deps(rt: Runtime) -> DeliveryDeps:
+    def refresh(
+        session: Session, resources: list[dict[str, Any]], patient: dict[str, Any] | None
+    ) -> None:
+        deps = sync_deps(rt, rt.clock())
+        if patient is not None:
+            apply_resource(session, deps, patient)
+        for resource in resources:
+            if resource.get("_deleted"):
+                forget_resource(session, deps, resource["resourceType"], resource["id"])
+            else:
+                apply_resource(session, deps, resource)
+
+    return DeliveryDeps(
+        factory=rt.sessions,
+        ehr=rt.ehr,
+        adapters=rt.adapters,
+        config=rt.rules,
+        clock=rt.clock,
+        lease=rt.lease,
+        max_attempts=rt.settings.max_send_attempts,
+        refresh=refresh,
+    )
+
+
+def deliver_message(rt: Runtime, message_id: str) -> str:
+    return deliver(delivery_deps(rt), message_id)
+
+
+def reconcile(rt: Runtime) -> dict[str, int]:
+    return reconcile_abandoned(delivery_deps(rt))
+
+
+def writeback_options(rt: Runtime) -> WritebackOptions:
+    return WritebackOptions(
+        identifier_system=rt.settings.communication_identifier_system,
+        sender_reference=rt.settings.sender_reference,
+    )
+
+
+def write_back(rt: Runtime, message_id: str) -> str:
+    with transaction(rt.sessions) as session:
+        return write_communication(session, rt.ehr, message_id, writeback_options(rt))
+
+
+def subscription_plan(rt: Runtime) -> SubscriptionPlan:
+    settings = rt.settings
+    return SubscriptionPlan(
+        kind=settings.subscription_kind,
+        payload=settings.subscription_payload,
+        public_base_url=settings.public_base_url,
+        topic_base=settings.subscription_topic_base,
+        heartbeat_period=settings.heartbeat_period_seconds,
+        master_secret=settings.require_notification_secret(),
+    )
+
+
+def check_subscriptions(rt: Runtime) -> dict[str, str]:
+    """Health-check every Subscription; reactivate and catch up where needed."""
+    results = {}
+    with transaction(rt.sessions) as session:
+        ids = [s.id for s in sync_repository.list_subscriptions(session)]
+    for subscription_id in ids:
+        now = rt.clock()
+        with transaction(rt.sessions) as session:
+            subscription = sync_repository.get_subscription(session, subscription_id)
+            assert subscription is not None
+            results[subscription.resource_type] = check_subscription(
+                session,
+                sync_deps(rt, now),
+                rt.ehr,
+                subscription_plan(rt),
+                subscription,
+                rt.settings.poll_page_size,
+            )
+    return results
+
+
+def poll(rt: Runtime) -> dict[str, int]:
+    """Polling mode: search each type by ``_lastUpdated`` from a persistent watermark."""
+    applied = {}
+    for resource_type in SUBSCRIBED_TYPES:
+        started = rt.clock()
+        with transaction(rt.sessions) as session:
+            name = f"poll:{resource_type}"
+            since = sync_repository.get_watermark(session, name)
+            applied[resource_type] = catch_up_by_search(
+                session, sync_deps(rt, started), resource_type, since, rt.settings.poll_page_size
+            )
+            sync_repository.set_watermark(session, name, started - timedelta(seconds=0))
+    return applied

@@ -1,0 +1,1 @@
+"""From resource changes to messages: planning, dispatch, delivery and write-back."""

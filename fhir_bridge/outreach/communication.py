@@ -1,0 +1,126 @@
+"""Building the R4 ``Communication`` that records each message, sent or withheld.
+
+Auditors query the EHR, not us: every message we sent, and every one we chose
+not to send, appears there with its rule, template, consent and reason. The
+business identifier is our message id, so a retried write never duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_bridge.store.models import PlannedMessage
+
+CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/communication-category"
+MEDIUM_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
+PURPOSE_SYSTEM = "urn:fhir-bridge:outreach-purpose"
+REASON_SYSTEM = "urn:fhir-bridge:withheld-reason"
+TAG_SYSTEM = "urn:fhir-bridge:tag"
+
+MEDIUM_BY_CHANNEL = {
+    "sms": ("SMSWRIT", "SMS message"),
+    "email": ("EMAILWRIT", "email"),
+    "voice": ("PHONE", "telephone"),
+}
+CATEGORY_BY_PURPOSE = {"appointment-reminder": "reminder"}
+
+
+class InvalidCommunication(ValueError):
+    """Our own Communication failed strict R4 validation (a bug, never patient data)."""
+
+
+@dataclass(frozen=True)
+class WritebackOptions:
+    identifier_system: str
+    sender_reference: str | None = None
+
+
+def communication_status(message: PlannedMessage) -> str:
+    """FHIR Communication.status for where the message is in its life."""
+    if message.status == "sent":
+        if message.delivery_status in ("undelivered", "failed"):
+            return "entered-in-error"
+        if message.provider in ("smtp", "outbox") or message.delivery_status == "delivered":
+            return "completed"
+        return "in-progress"
+    if message.status == "unknown":
+        return "unknown"
+    return "not-done"
+
+
+def build_communication(message: PlannedMessage, options: WritebackOptions) -> dict[str, Any]:
+    """The Communication for one message, as strict R4 JSON."""
+    status = communication_status(message)
+    resource: dict[str, Any] = {
+        "resourceType": "Communication",
+        "meta": {"tag": [{"system": TAG_SYSTEM, "code": "fhir-bridge-outreach"}]},
+        "identifier": [{"system": options.identifier_system, "value": message.id}],
+        "status": status,
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": CATEGORY_SYSTEM,
+                        "code": CATEGORY_BY_PURPOSE.get(message.purpose, "notification"),
+                    }
+                ]
+            },
+            {"coding": [{"system": PURPOSE_SYSTEM, "code": message.purpose}]},
+        ],
+        "subject": {"reference": message.patient_ref},
+        "about": [{"reference": ref} for ref in message.about],
+        "note": [{"text": explain(message)}],
+    }
+    if message.channel in MEDIUM_BY_CHANNEL:
+        code, display = MEDIUM_BY_CHANNEL[message.channel]
+        resource["medium"] = [
+            {"coding": [{"system": MEDIUM_SYSTEM, "code": code, "display": display}]}
+        ]
+    if status == "not-done" or status == "entered-in-error":
+        resource["statusReason"] = {
+            "coding": [{"system": REASON_SYSTEM, "code": message.reason or "unspecified"}],
+            "text": message.reason_detail or message.reason or "withheld",
+        }
+    if message.status in ("sent", "unknown"):
+        resource["recipient"] = [{"reference": message.patient_ref}]
+        if message.sent_at:
+            resource["sent"] = message.sent_at.isoformat()
+        if message.subject_line:
+            resource["topic"] = {"text": message.subject_line}
+        if message.text is not None:
+            resource["payload"] = [{"contentString": message.text}]
+    if options.sender_reference:
+        resource["sender"] = {"reference": options.sender_reference}
+    validate_r4(resource)
+    return resource
+
+
+def explain(message: PlannedMessage) -> str:
+    """One human-readable line: which rule, template, consent and why."""
+    parts = [f"rule={message.rule}", f"purpose={message.purpose}"]
+    if message.template:
+        parts.append(f"template={message.template}")
+    if message.language:
+        parts.append(f"language={message.language}")
+    if message.consent_used:
+        parts.append("consent=" + ",".join(str(c) for c in message.consent_used))
+    if message.reason:
+        parts.append(f"reason={message.reason}")
+    return "fhir-bridge " + " ".join(parts)
+
+
+def identifier_search(message_id: str, options: WritebackOptions) -> str:
+    """The If-None-Exist query that makes the create idempotent."""
+    return f"identifier={options.identifier_system}|{message_id}"
+
+
+def validate_r4(resource: dict[str, Any]) -> None:
+    """Validate against the strict R4 (4.0.1) model before anything leaves."""
+    from fhirclient.models.communication import Communication
+    from fhirclient.models.fhirabstractbase import FHIRValidationError
+
+    try:
+        Communication(resource, strict=True)
+    except FHIRValidationError as exc:
+        raise InvalidCommunication(f"Communication is not valid R4: {exc.errors[:1]}") from None

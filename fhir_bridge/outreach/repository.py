@@ -1,0 +1,116 @@
+"""SQL for planned messages and the local consent ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from fhir_bridge.store.models import LedgerEntry, PlannedMessage
+
+OPEN_STATUSES = ("planned", "queued")
+HISTORY_STATUSES = ("sending", "sent", "unknown")
+FINAL_STATUSES = ("sent", "withheld", "failed", "unknown", "cancelled")
+
+
+def messages_for_patient(session: Session, patient_ref: str) -> Sequence[PlannedMessage]:
+    return list(
+        session.scalars(select(PlannedMessage).where(PlannedMessage.patient_ref == patient_ref))
+    )
+
+
+def by_key(session: Session, keys: Sequence[str]) -> dict[str, PlannedMessage]:
+    if not keys:
+        return {}
+    rows = session.scalars(select(PlannedMessage).where(PlannedMessage.key.in_(keys)))
+    return {row.key: row for row in rows}
+
+
+def get(session: Session, message_id: str) -> PlannedMessage | None:
+    return session.get(PlannedMessage, message_id)
+
+
+def get_for_update(session: Session, message_id: str) -> PlannedMessage | None:
+    return session.scalar(
+        select(PlannedMessage).where(PlannedMessage.id == message_id).with_for_update()
+    )
+
+
+def due_candidates(session: Session, now: datetime, limit: int) -> Sequence[str]:
+    """Due messages nobody holds; SKIP LOCKED keeps concurrent dispatchers apart on PostgreSQL."""
+    return list(
+        session.scalars(
+            select(PlannedMessage.id)
+            .where(
+                or_(
+                    (PlannedMessage.status == "planned") & (PlannedMessage.send_at <= now),
+                    (PlannedMessage.status.in_(("queued", "sending")))
+                    & (PlannedMessage.lease_until < now),
+                )
+            )
+            .order_by(PlannedMessage.send_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def claim(session: Session, message_id: str, now: datetime, lease: timedelta) -> bool:
+    """Conditional update: the only way a planned message becomes queued (atomic everywhere)."""
+    result = session.execute(
+        update(PlannedMessage)
+        .where(
+            PlannedMessage.id == message_id,
+            or_(
+                (PlannedMessage.status == "planned") & (PlannedMessage.send_at <= now),
+                (PlannedMessage.status == "queued") & (PlannedMessage.lease_until < now),
+            ),
+        )
+        .values(status="queued", lease_until=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def abandoned_sends(session: Session, now: datetime) -> Sequence[str]:
+    """Messages stuck in ``sending`` past their lease: a worker died around the provider call."""
+    return list(
+        session.scalars(
+            select(PlannedMessage.id).where(
+                PlannedMessage.status == "sending", PlannedMessage.lease_until < now
+            )
+        )
+    )
+
+
+def pending_writebacks(session: Session, older_than: datetime, limit: int) -> Sequence[str]:
+    """Communications still to write whose row settled before ``older_than``."""
+    return list(
+        session.scalars(
+            select(PlannedMessage.id)
+            .where(
+                PlannedMessage.communication_status == "pending",
+                PlannedMessage.updated_at < older_than,
+            )
+            .order_by(PlannedMessage.updated_at)
+            .limit(limit)
+        )
+    )
+
+
+def ledger_for(
+    session: Session, patient_ref: str, addresses: Sequence[str]
+) -> Sequence[LedgerEntry]:
+    """Ledger entries for a patient or any of their addresses (an opt-out follows the number)."""
+    condition = LedgerEntry.patient_ref == patient_ref
+    if addresses:
+        condition = or_(condition, LedgerEntry.address.in_(addresses))
+    return list(session.scalars(select(LedgerEntry).where(condition).order_by(LedgerEntry.id)))
+
+
+def add_ledger_entry(session: Session, entry: LedgerEntry) -> LedgerEntry:
+    session.add(entry)
+    session.flush()
+    return entry

@@ -1,0 +1,177 @@
+"""The collaborators one process needs, built from settings on first use.
+
+API, worker and CLI all get their database, EHR client, rules and channel
+adapters here, so there is one way to build each, and nothing is built at
+import time (a Celery child builds its own after fork).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from channels.base import ChannelAdapter
+from fhir_bridge.fhir.client import EhrClient, RetryPolicy
+from fhir_bridge.settings import Settings, get_settings
+from fhir_bridge.store.db import make_engine, make_session_factory
+from rules.config import RulesConfig, load_rules_config
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """Lazily built, process-wide collaborators."""
+
+    settings: Settings
+    clock: Callable[[], datetime] = utc_now
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> Engine:
+        if "engine" not in self._cache:
+            self._cache["engine"] = make_engine(self.settings.database_url)
+        engine: Engine = self._cache["engine"]
+        return engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        if "sessions" not in self._cache:
+            self._cache["sessions"] = make_session_factory(self.engine)
+        factory: sessionmaker[Session] = self._cache["sessions"]
+        return factory
+
+    @property
+    def ehr(self) -> EhrClient:
+        if "ehr" not in self._cache:
+            self._cache["ehr"] = build_ehr_client(self.settings)
+        client: EhrClient = self._cache["ehr"]
+        return client
+
+    @property
+    def rules(self) -> RulesConfig:
+        if "rules" not in self._cache:
+            self._cache["rules"] = load_rules_config(self.settings.rules_file)
+        config: RulesConfig = self._cache["rules"]
+        return config
+
+    @property
+    def adapters(self) -> Mapping[str, ChannelAdapter]:
+        if "adapters" not in self._cache:
+            self._cache["adapters"] = build_adapters(self.settings)
+        adapters: Mapping[str, ChannelAdapter] = self._cache["adapters"]
+        return adapters
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    @property
+    def skew(self) -> timedelta:
+        return timedelta(seconds=self.settings.clock_skew_seconds)
+
+
+def build_ehr_client(settings: Settings) -> EhrClient:
+    """The EHR client with the configured authentication."""
+    base_url = settings.require_ehr()
+    auth: httpx.Auth | None = None
+    if settings.ehr_auth == "static":
+        from fhir_bridge.fhir.auth import StaticBearerAuth
+
+        token = settings.ehr_static_token.get_secret_value() if settings.ehr_static_token else ""
+        auth = StaticBearerAuth(token)
+    elif settings.ehr_auth == "smart-backend":
+        from fhir_bridge.fhir.auth import SmartBackendServicesAuth
+
+        assert settings.ehr_client_id is not None
+        auth = SmartBackendServicesAuth(
+            fhir_base_url=base_url,
+            client_id=settings.ehr_client_id,
+            signing_key=load_signing_key(settings),
+            scope=settings.ehr_scope,
+            token_endpoint=settings.ehr_token_url,
+            timeout=settings.ehr_timeout_seconds,
+        )
+    return EhrClient(
+        base_url,
+        auth=auth,
+        timeout=settings.ehr_timeout_seconds,
+        retry=RetryPolicy(max_attempts=settings.ehr_max_attempts),
+    )
+
+
+def load_signing_key(settings: Settings) -> Any:
+    """The private key for SMART Backend Services, from a file or the environment."""
+    from fhir_bridge.fhir.keys import load_signing_key as from_pem
+    from fhir_bridge.fhir.keys import load_signing_key_file
+
+    if settings.ehr_private_key_file is not None:
+        return load_signing_key_file(settings.ehr_private_key_file)
+    assert settings.ehr_private_key is not None
+    return from_pem(settings.ehr_private_key.get_secret_value())
+
+
+def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
+    """One adapter per channel, as configured."""
+    adapters: dict[str, ChannelAdapter] = {}
+    outbox = Path(settings.outbox_dir)
+    if settings.email_provider == "smtp":
+        from channels.smtp import SmtpEmailAdapter
+
+        adapters["email"] = SmtpEmailAdapter(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            from_address=settings.smtp_from,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        )
+    elif settings.email_provider == "outbox":
+        from channels.outbox import OutboxAdapter
+
+        adapters["email"] = OutboxAdapter(path=outbox / "email.jsonl", channel="email")
+    if settings.sms_provider == "twilio":
+        adapters["sms"] = _twilio_adapter(settings)
+    elif settings.sms_provider == "outbox":
+        from channels.outbox import OutboxAdapter
+
+        adapters["sms"] = OutboxAdapter(path=outbox / "sms.jsonl", channel="sms")
+    return adapters
+
+
+def _twilio_adapter(settings: Settings) -> ChannelAdapter:
+    from channels.ratelimit import RedisTokenBucket
+    from channels.twilio_sms import TwilioSmsAdapter
+
+    assert settings.twilio_account_sid and settings.twilio_auth_token
+    limiter = RedisTokenBucket(
+        settings.redis_url,
+        key=f"fhir-bridge:sms-rate:{settings.twilio_account_sid}",
+        rate_per_second=settings.sms_rate_per_second,
+        burst=max(1, int(settings.sms_rate_per_second)),
+    )
+    adapter: ChannelAdapter = TwilioSmsAdapter(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token.get_secret_value(),
+        from_number=settings.twilio_from_number,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        base_url=settings.twilio_base_url,
+        rate_limiter=limiter,
+    )
+    return adapter
+
+
+@functools.lru_cache(maxsize=1)
+def get_runtime() -> Runtime:
+    """The process-wide runtime (built on first use, after settings validate)."""
+    return Runtime(settings=get_settings())

@@ -1,0 +1,169 @@
+"""Typed configuration, read from ``FHIR_BRIDGE_*`` environment variables.
+
+Settings are built on first use (``get_settings()``), never at import time, and
+validated then: a bad value stops the process with a message naming the
+variable, not a stack trace from deep inside a worker.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FHIR_BRIDGE_"
+SUBSCRIBED_TYPES = ("Appointment", "MedicationRequest", "Encounter")
+
+
+class SettingsError(RuntimeError):
+    """Configuration is missing or invalid; the message names the variables."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=None, extra="ignore", case_sensitive=False
+    )
+
+    # Storage and queue
+    database_url: str = "sqlite:///var/fhir-bridge.db"
+    broker_url: str = "filesystem://"
+    broker_dir: Path = Path("var/broker")
+    data_dir: Path = Path("var")
+
+    # The EHR
+    ehr_base_url: str | None = None
+    ehr_auth: Literal["static", "smart-backend", "none"] = "static"
+    ehr_static_token: SecretStr | None = None
+    ehr_client_id: str | None = None
+    ehr_private_key_file: Path | None = None
+    ehr_private_key: SecretStr | None = None
+    ehr_signing_alg: Literal["RS384", "ES384"] = "RS384"
+    ehr_scope: str = (
+        "system/Appointment.rs system/MedicationRequest.rs system/Encounter.rs "
+        "system/Patient.rs system/Consent.crs system/Communication.crus system/Subscription.crus"
+    )
+    ehr_token_url: str | None = None
+    ehr_timeout_seconds: float = Field(default=10.0, gt=0)
+    ehr_max_attempts: int = Field(default=5, ge=1, le=20)
+
+    # How changes reach us
+    ingest_mode: Literal["subscriptions", "polling"] = "subscriptions"
+    subscription_kind: Literal["topic", "classic"] = "topic"
+    subscription_payload: Literal["empty", "id-only", "full-resource"] = "id-only"
+    subscription_topic_base: str = "http://fhir-bridge.test/SubscriptionTopic"
+    heartbeat_period_seconds: int = Field(default=60, ge=0)
+    public_base_url: str = "http://127.0.0.1:8000"
+    notification_secret: SecretStr | None = None
+    max_notification_bytes: int = Field(default=1_000_000, ge=1024)
+    poll_page_size: int = Field(default=100, ge=1, le=1000)
+    clock_skew_seconds: int = Field(default=5, ge=0)
+
+    # Periodic work (seconds)
+    dispatch_interval_seconds: float = Field(default=5.0, gt=0)
+    relay_interval_seconds: float = Field(default=5.0, gt=0)
+    subscription_check_interval_seconds: float = Field(default=60.0, gt=0)
+    poll_interval_seconds: float = Field(default=60.0, gt=0)
+    lease_seconds: int = Field(default=120, ge=5)
+    max_send_attempts: int = Field(default=5, ge=1)
+
+    # Outreach
+    rules_file: Path | None = None
+    communication_identifier_system: str = "urn:fhir-bridge:message-id"
+    sender_reference: str | None = None
+
+    # Channels
+    sms_provider: Literal["twilio", "outbox", "none"] = "outbox"
+    email_provider: Literal["smtp", "outbox", "none"] = "outbox"
+    outbox_dir: Path = Path("var/outbox")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "noreply@clinic.invalid"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    sms_rate_per_second: float = Field(default=10.0, gt=0)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("public_base_url", "ehr_base_url", "twilio_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.ehr_auth == "smart-backend":
+            missing = [
+                name
+                for name, value in (
+                    ("EHR_CLIENT_ID", self.ehr_client_id),
+                    (
+                        "EHR_PRIVATE_KEY_FILE or EHR_PRIVATE_KEY",
+                        self.ehr_private_key_file or self.ehr_private_key,
+                    ),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "EHR_AUTH=smart-backend needs " + ", ".join(ENV_PREFIX + m for m in missing)
+                )
+        if self.sms_provider == "twilio" and not (
+            self.twilio_account_sid
+            and self.twilio_auth_token
+            and (self.twilio_from_number or self.twilio_messaging_service_sid)
+        ):
+            raise ValueError(
+                "SMS_PROVIDER=twilio needs FHIR_BRIDGE_TWILIO_ACCOUNT_SID, "
+                "FHIR_BRIDGE_TWILIO_AUTH_TOKEN and a from number or messaging service"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def require_ehr(self) -> str:
+        """The EHR base URL, or a clear error for commands that need one."""
+        if not self.ehr_base_url:
+            raise SettingsError(f"{ENV_PREFIX}EHR_BASE_URL is not set")
+        return self.ehr_base_url
+
+    def require_notification_secret(self) -> str:
+        """The master secret notification tokens are derived from."""
+        if self.notification_secret is None or not self.notification_secret.get_secret_value():
+            raise SettingsError(f"{ENV_PREFIX}NOTIFICATION_SECRET is not set")
+        return self.notification_secret.get_secret_value()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build and validate settings, turning pydantic's error into a readable one."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            name = ENV_PREFIX + where.upper() if error["loc"] else where
+            lines.append(f"  {name}: {error['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, built on first use."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, engine/session set-up and repositories (all SQL lives here)."""

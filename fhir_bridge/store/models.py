@@ -1,0 +1,174 @@
+"""Database tables. The database is the source of truth; Celery only carries ids.
+
+Every row that drives work (inbox notifications, planned messages) has a
+status and a lease, so a crashed worker's work is picked up again by the
+relay instead of being lost, and a unique key, so retries never double it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Subscription(Base):
+    """A Subscription we created on the EHR, and how far we have caught up with it."""
+
+    __tablename__ = "subscription"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(String(16))
+    criteria: Mapped[str] = mapped_column(Text)
+    remote_id: Mapped[str | None] = mapped_column(String(128))
+    endpoint: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    heartbeat_period: Mapped[int] = mapped_column(Integer, default=0)
+    events_through: Mapped[int] = mapped_column(Integer, default=0)
+    good_through: Mapped[datetime | None]
+    last_notification_at: Mapped[datetime | None]
+    last_heartbeat_at: Mapped[datetime | None]
+    last_checked_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("resource_type", "kind", name="uq_subscription_type_kind"),)
+
+
+class InboxNotification(Base):
+    """A notification accepted from the EHR: stored before we answer 2xx."""
+
+    __tablename__ = "inbox_notification"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(36))
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict[str, Any] | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_inbox_status", "status"),)
+
+
+class ResourceState(Base):
+    """The newest version of each EHR resource we have seen, raw JSON kept as sent."""
+
+    __tablename__ = "resource_state"
+
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version_id: Mapped[str | None] = mapped_column(String(64))
+    last_updated: Mapped[datetime | None]
+    patient_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    body: Mapped[dict[str, Any]]
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlannedMessage(Base):
+    """One outreach message from plan to delivery to its Communication in the EHR.
+
+    status: planned -> queued -> sending -> sent, or cancelled / withheld / failed /
+    unknown (the provider may have it but we could not record it: never resent).
+    """
+
+    __tablename__ = "planned_message"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+    rule: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(64))
+    patient_ref: Mapped[str] = mapped_column(String(200), index=True)
+    about: Mapped[list[Any]]
+    send_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    template: Mapped[str] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(16))
+    variables: Mapped[dict[str, Any]]
+    sensitive: Mapped[bool] = mapped_column(default=False)
+    trace: Mapped[dict[str, Any]]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    channel: Mapped[str | None] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(String(320))
+    subject_line: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    consent_used: Mapped[list[Any] | None]
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    delivery_status: Mapped[str | None] = mapped_column(String(32))
+    sent_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(String(64))
+    reason_detail: Mapped[str | None] = mapped_column(Text)
+    communication_status: Mapped[str] = mapped_column(String(16), default="none")
+    communication_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_planned_due", "status", "send_at"),
+        Index("ix_planned_writeback", "communication_status"),
+    )
+
+
+class LedgerEntry(Base):
+    """Local opt-in / opt-out record (SMS keywords, staff actions, provider signals)."""
+
+    __tablename__ = "consent_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(String(320), index=True)
+    purpose: Mapped[str] = mapped_column(String(64), default="*")
+    action: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Watermark(Base):
+    """How far a catch-up search or the poller has read, per resource type."""
+
+    __tablename__ = "watermark"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[datetime]

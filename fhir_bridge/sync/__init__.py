@@ -1,0 +1,1 @@
+"""Keeping our copy of EHR resources current: notifications, catch-up, polling, Subscriptions."""

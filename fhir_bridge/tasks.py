@@ -1,0 +1,151 @@
+"""Celery tasks: thin shells that run a job and enqueue what follows after commit.
+
+The Celery app is configured lazily from settings (never at import). Tasks carry
+ids only; the database says what to do. Periodic tasks re-enqueue anything a
+lost message or a killed worker left behind, so the queue is a wake-up call,
+not the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu.exceptions import KombuError
+
+from fhir_bridge import jobs
+from fhir_bridge.runtime import get_runtime
+from fhir_bridge.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+class _LazyCeleryConfig:
+    """Celery reads this object only when the app is first used."""
+
+    def __getattr__(self, name: str) -> Any:
+        return celery_config()[name]
+
+    def __dir__(self) -> list[str]:
+        return list(celery_config())
+
+
+def celery_config() -> dict[str, Any]:
+    settings = get_settings()
+    broker_options: dict[str, Any] = {"visibility_timeout": settings.lease_seconds}
+    if settings.broker_url.startswith("filesystem"):
+        folder = settings.broker_dir
+        for sub in ("in", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        broker_options = {
+            "data_folder_in": str(folder / "in"),
+            "data_folder_out": str(folder / "in"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+    interval = settings.dispatch_interval_seconds
+    schedule: dict[str, Any] = {
+        "dispatch-due": {"task": "fhir_bridge.dispatch_due", "schedule": interval},
+        "relay": {"task": "fhir_bridge.relay", "schedule": settings.relay_interval_seconds},
+    }
+    if settings.ingest_mode == "subscriptions":
+        schedule["check-subscriptions"] = {
+            "task": "fhir_bridge.check_subscriptions",
+            "schedule": settings.subscription_check_interval_seconds,
+        }
+    else:
+        schedule["poll"] = {"task": "fhir_bridge.poll", "schedule": settings.poll_interval_seconds}
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": broker_options,
+        "broker_connection_retry_on_startup": True,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "beat_schedule": schedule,
+        "worker_hijack_root_logger": False,
+        "broker_connection_timeout": 3,
+        "task_publish_retry": False,
+    }
+
+
+celery_app = Celery("fhir_bridge")
+celery_app.config_from_object(_LazyCeleryConfig())
+
+
+@worker_process_init.connect
+def _fresh_runtime_after_fork(**_kwargs: Any) -> None:
+    """Connections must not be shared across a fork."""
+    get_runtime.cache_clear()
+
+
+def try_enqueue(task_name: str, *args: Any) -> bool:
+    """Enqueue a task; a broker outage is logged, not raised (the relay will retry)."""
+    try:
+        celery_app.send_task(task_name, args=args)
+    except (KombuError, OSError) as exc:
+        log.warning(
+            "broker unavailable; work stays in the database",
+            extra={"task": task_name, "error": type(exc).__name__},
+        )
+        return False
+    return True
+
+
+def enqueue_inbox(inbox_id: int) -> None:
+    try_enqueue("fhir_bridge.process_notification", inbox_id)
+
+
+@celery_app.task(name="fhir_bridge.process_notification")
+def process_notification(inbox_id: int) -> str:
+    return jobs.process_inbox(get_runtime(), inbox_id)
+
+
+@celery_app.task(name="fhir_bridge.deliver")
+def deliver(message_id: str) -> str:
+    outcome = jobs.deliver_message(get_runtime(), message_id)
+    if outcome in ("sent", "withheld", "failed"):
+        try_enqueue("fhir_bridge.write_communication", message_id)
+    return outcome
+
+
+@celery_app.task(name="fhir_bridge.write_communication")
+def write_communication(message_id: str) -> str:
+    return jobs.write_back(get_runtime(), message_id)
+
+
+@celery_app.task(name="fhir_bridge.dispatch_due")
+def dispatch_due() -> int:
+    rt = get_runtime()
+    jobs.reconcile(rt)
+    claimed = jobs.claim_due_messages(rt)
+    for message_id in claimed:
+        try_enqueue("fhir_bridge.deliver", message_id)
+    return len(claimed)
+
+
+@celery_app.task(name="fhir_bridge.relay")
+def relay() -> int:
+    rt = get_runtime()
+    inbox = jobs.inbox_to_relay(rt)
+    for inbox_id in inbox:
+        try_enqueue("fhir_bridge.process_notification", inbox_id)
+    writebacks = jobs.writebacks_to_relay(rt)
+    for message_id in writebacks:
+        try_enqueue("fhir_bridge.write_communication", message_id)
+    return len(inbox) + len(writebacks)
+
+
+@celery_app.task(name="fhir_bridge.check_subscriptions")
+def check_subscriptions() -> dict[str, str]:
+    return jobs.check_subscriptions(get_runtime())
+
+
+@celery_app.task(name="fhir_bridge.poll")
+def poll() -> dict[str, int]:
+    return jobs.poll(get_runtime())

@@ -1,0 +1,326 @@
+"""Appointment reminders (issue #3.1): cadence, catch-up, stop states and same-day merging.
+
+Keys are derived only from the appointment (or patient and local day, for a
+combined message) and the offset, so re-planning after any change yields the
+same keys and the pipeline can reschedule or cancel by them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from itertools import groupby
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rules.config import AppointmentMatch, CodeMatch
+from rules.context import PlanningContext, RuleOutcome
+from rules.fhir_json import codes_of, parse_instant, ref_of, reference_of, same_reference
+from rules.formatting import format_date, format_time, join_words
+from rules.model import PURPOSE_APPOINTMENT_REMINDER, PlannedMessage, WithheldMessage
+from rules.templates import generic_variant
+from rules.timing import Offset, before, into_window, local_iso, parse_offset
+
+RULE = "appointment-reminder"
+STOP_STATUSES = frozenset(
+    {"cancelled", "noshow", "entered-in-error", "fulfilled", "arrived", "checked-in"}
+)
+LATE_GRACE = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class _Booked:
+    """An appointment that should be reminded about, with its computed facts."""
+
+    resource: Mapping[str, Any]
+    ref: str
+    start: datetime
+    location_ref: str | None
+    zone: ZoneInfo
+    zone_source: str
+    local_day: date
+
+
+def _withheld(
+    ref: str, patient_ref: str, reason: str, detail: str, **trace: Any
+) -> WithheldMessage:
+    return WithheldMessage(
+        key=f"{PURPOSE_APPOINTMENT_REMINDER}|{ref}",
+        rule=RULE,
+        purpose=PURPOSE_APPOINTMENT_REMINDER,
+        patient_ref=patient_ref,
+        about=(ref,),
+        reason=reason,
+        detail=detail,
+        trace={"rule": RULE, "inputs": {"appointment": ref, **trace}},
+    )
+
+
+def _patient_participation(appointment: Mapping[str, Any], patient_ref: str) -> str | None:
+    for participant in appointment.get("participant") or ():
+        if same_reference(reference_of(participant.get("actor")), patient_ref):
+            return str(participant.get("status") or "needs-action")
+    return None
+
+
+def _location_of(appointment: Mapping[str, Any]) -> str | None:
+    for participant in appointment.get("participant") or ():
+        reference = reference_of(participant.get("actor"))
+        if reference and "Location/" in reference:
+            return reference[reference.index("Location/") :]
+    return None
+
+
+def _eligible(ctx: PlanningContext, appointment: Mapping[str, Any]) -> _Booked | WithheldMessage:
+    ref, status = ref_of(appointment), str(appointment.get("status", ""))
+    patient = ctx.patient_ref
+    if status in STOP_STATUSES:
+        return _withheld(ref, patient, f"appointment-{status}", "stop state", status=status)
+    if status not in ctx.config.appointment_reminders.plan_statuses:
+        return _withheld(ref, patient, "status-not-planned", "status not planned", status=status)
+    start = parse_instant(appointment.get("start"))
+    if start is None:
+        return _withheld(ref, patient, "start-unknown", "no usable start", status=status)
+    participation = _patient_participation(appointment, patient)
+    if participation is None:
+        return _withheld(ref, patient, "patient-not-participant", "no patient participant")
+    if participation == "declined":
+        return _withheld(ref, patient, "patient-declined", "patient declined")
+    location_ref = _location_of(appointment)
+    zone, source = ctx.recipient_zone(location_ref)
+    return _Booked(
+        resource=appointment,
+        ref=ref,
+        start=start,
+        location_ref=location_ref,
+        zone=zone,
+        zone_source=source,
+        local_day=start.astimezone(zone).date(),
+    )
+
+
+def _code_matches(concepts: Any, wanted: list[CodeMatch]) -> bool:
+    found = set().union(*(codes_of(c) for c in concepts)) if concepts else set()
+    return any(
+        (want.system, want.code) in found
+        or (want.system is None and want.code in {c for _, c in found})
+        for want in wanted
+    )
+
+
+def _matches(booked: _Booked, match: AppointmentMatch) -> bool:
+    resource = booked.resource
+    appointment_type = resource.get("appointmentType")
+    checks = [
+        not match.appointment_type
+        or _code_matches([appointment_type] if appointment_type else [], match.appointment_type),
+        not match.service_type
+        or _code_matches(resource.get("serviceType") or [], match.service_type),
+        not match.location
+        or any(same_reference(booked.location_ref, loc) for loc in match.location),
+    ]
+    return all(checks)
+
+
+def _cadence(ctx: PlanningContext, booked: _Booked) -> tuple[list[Offset], bool, str]:
+    rules = ctx.config.appointment_reminders
+    for index, override in enumerate(rules.overrides):
+        if _matches(booked, override.match):
+            catch_up = rules.catch_up if override.catch_up is None else override.catch_up
+            return [parse_offset(o) for o in override.offsets], catch_up, f"overrides[{index}]"
+    location = ctx.override(booked.location_ref)
+    if location and location.appointment_offsets is not None:
+        offsets = location.appointment_offsets
+        return (
+            [parse_offset(o) for o in offsets],
+            rules.catch_up,
+            f"locations[{booked.location_ref}]",
+        )
+    return [parse_offset(o) for o in rules.offsets], rules.catch_up, "default"
+
+
+def plan_appointments(ctx: PlanningContext) -> RuleOutcome:
+    """Reminders for every booked appointment of the patient, merged per local day."""
+    outcome = RuleOutcome()
+    if not ctx.config.appointment_reminders.enabled:
+        return outcome
+    booked: list[_Booked] = []
+    for appointment in ctx.resources_of("Appointment"):
+        result = _eligible(ctx, appointment)
+        if isinstance(result, WithheldMessage):
+            outcome.withheld.append(result)
+        elif result.start > ctx.now:
+            booked.append(result)
+    booked.sort(key=lambda b: (b.local_day, b.start, b.ref))
+    if ctx.config.appointment_reminders.combine_same_day:
+        groups = [list(group) for _day, group in groupby(booked, key=lambda b: b.local_day)]
+    else:
+        groups = [[b] for b in booked]
+    for group in groups:
+        outcome.extend(_plan_group(ctx, group))
+    return outcome
+
+
+def _group_variables(ctx: PlanningContext, group: list[_Booked], sensitive: bool) -> dict[str, str]:
+    anchor = group[0]
+    language = ctx.language
+    venue_zone, _ = ctx.venue_zone(anchor.location_ref)
+    times = [format_time(b.start.astimezone(venue_zone).time(), language) for b in group]
+    names = list(dict.fromkeys(ctx.location_name(b.location_ref, sensitive) for b in group))
+    return ctx.base_variables(anchor.location_ref) | {
+        "date": format_date(anchor.start.astimezone(venue_zone).date(), language),
+        "time": join_words(times, language),
+        "location_name": join_words([n for n in names if n], language),
+    }
+
+
+def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
+    outcome = RuleOutcome()
+    rules = ctx.config.appointment_reminders
+    anchor = group[0]
+    combined = len(group) > 1
+    about = tuple(b.ref for b in group)
+    prefix = (
+        f"{PURPOSE_APPOINTMENT_REMINDER}|{ctx.patient_ref}|{anchor.local_day.isoformat()}"
+        if combined
+        else f"{PURPOSE_APPOINTMENT_REMINDER}|{anchor.ref}"
+    )
+    offsets, catch_up, cadence_source = _cadence(ctx, anchor)
+    sensitive, sensitivity_reasons = ctx.sensitivity([b.resource for b in group])
+    template = rules.combined_template if combined else rules.template
+    template = generic_variant(template) if sensitive else template
+    variables = _group_variables(ctx, group, sensitive)
+    window = ctx.window(anchor.location_ref)
+    base_trace = {
+        "rule": RULE,
+        "inputs": {
+            "appointments": [
+                {"ref": b.ref, "status": b.resource.get("status"), "start": b.start.isoformat()}
+                for b in group
+            ],
+            "location": anchor.location_ref,
+            "language": ctx.language,
+            "language_source": ctx.language_source,
+        },
+        "zone": anchor.zone.key,
+        "zone_source": anchor.zone_source,
+        "cadence": [o.text for o in offsets],
+        "cadence_source": cadence_source,
+        "combined": combined,
+        "sensitive": sensitive,
+        "sensitivity_reasons": list(sensitivity_reasons),
+    }
+    already_sent = {o.text for o in offsets if _sent(ctx, prefix, about, o.text)}
+    catch_up_sent = _sent(ctx, prefix, about, "catch-up")
+    upcoming: list[PlannedMessage] = []
+    missed: list[str] = []
+    for offset in offsets:
+        if offset.text in already_sent:
+            continue
+        due = before(anchor.start, offset, anchor.zone)
+        send_at, adjustment = into_window(due, anchor.zone, window, deadline=anchor.start)
+        if send_at < ctx.now - LATE_GRACE or send_at >= anchor.start:
+            missed.append(offset.text)
+            continue
+        trace = base_trace | {
+            "offset": offset.text,
+            "due_local": local_iso(due, anchor.zone),
+            "send_at_local": local_iso(send_at, anchor.zone),
+            "quiet_hours": adjustment,
+        }
+        upcoming.append(
+            PlannedMessage(
+                key=f"{prefix}|{offset.text}",
+                rule=RULE,
+                purpose=PURPOSE_APPOINTMENT_REMINDER,
+                patient_ref=ctx.patient_ref,
+                about=about,
+                send_at=send_at,
+                template=template,
+                language=ctx.language,
+                variables=variables,
+                trace=trace,
+                sensitive=sensitive,
+            )
+        )
+    outcome.planned.extend(upcoming)
+    for text in missed:
+        outcome.withheld.append(
+            WithheldMessage(
+                key=f"{prefix}|{text}",
+                rule=RULE,
+                purpose=PURPOSE_APPOINTMENT_REMINDER,
+                patient_ref=ctx.patient_ref,
+                about=about,
+                reason="offset-passed",
+                detail="the send time had already passed when planned",
+                trace=base_trace | {"offset": text},
+            )
+        )
+    if not missed or not catch_up or already_sent or catch_up_sent:
+        return outcome
+    catch = _catch_up(ctx, anchor, upcoming, window)
+    trace = base_trace | {"offset": "catch-up", "missed_offsets": missed} | catch[1]
+    if isinstance(catch[0], str):
+        outcome.withheld.append(
+            WithheldMessage(
+                key=f"{prefix}|catch-up",
+                rule=RULE,
+                purpose=PURPOSE_APPOINTMENT_REMINDER,
+                patient_ref=ctx.patient_ref,
+                about=about,
+                reason=catch[0],
+                detail="no catch-up reminder needed or possible",
+                trace=trace,
+            )
+        )
+        return outcome
+    outcome.planned.append(
+        PlannedMessage(
+            key=f"{prefix}|catch-up",
+            rule=RULE,
+            purpose=PURPOSE_APPOINTMENT_REMINDER,
+            patient_ref=ctx.patient_ref,
+            about=about,
+            send_at=catch[0],
+            template=template,
+            language=ctx.language,
+            variables=variables,
+            trace=trace,
+            sensitive=sensitive,
+        )
+    )
+    return outcome
+
+
+def _sent(ctx: PlanningContext, prefix: str, about: tuple[str, ...], suffix: str) -> bool:
+    """Sent under this key, or under a single appointment's key before it was combined."""
+    if f"{prefix}|{suffix}" in ctx.sent_keys:
+        return True
+    return any(f"{PURPOSE_APPOINTMENT_REMINDER}|{ref}|{suffix}" in ctx.sent_keys for ref in about)
+
+
+def _catch_up(
+    ctx: PlanningContext,
+    anchor: _Booked,
+    upcoming: list[PlannedMessage],
+    window: Any,
+) -> tuple[datetime | str, dict[str, Any]]:
+    rules = ctx.config.appointment_reminders
+    lead = anchor.start - ctx.now
+    min_lead = parse_offset(rules.catch_up_min_lead)
+    if lead < timedelta(days=min_lead.days, seconds=min_lead.seconds):
+        return "catch-up-too-close-to-start", {"lead_seconds": int(lead.total_seconds())}
+    send_at, adjustment = into_window(ctx.now, anchor.zone, window, deadline=anchor.start)
+    details: dict[str, Any] = {
+        "send_at_local": local_iso(send_at, anchor.zone),
+        "quiet_hours": adjustment,
+    }
+    if send_at < ctx.now:
+        return "catch-up-outside-quiet-hours", details
+    gap = parse_offset(rules.catch_up_min_gap)
+    next_due = min((m.send_at for m in upcoming), default=None)
+    if next_due is not None and next_due - send_at < timedelta(days=gap.days, seconds=gap.seconds):
+        return "catch-up-not-needed", details | {"next_reminder": next_due.isoformat()}
+    return send_at, details

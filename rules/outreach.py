@@ -1,0 +1,110 @@
+"""The last decision before a planned message leaves: may it go, where, and as what text.
+
+Planning may have happened days earlier; by send time the patient may have
+died, opted out or reached the frequency cap, so every check that depends on
+"now" is repeated here before the message is rendered for the chosen channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rules.caps import REASON_CAP_REACHED, sent_counts
+from rules.config import RulesConfig
+from rules.consent import LedgerEntry, choose_delivery
+from rules.model import PatientSnapshot, PlannedMessage, PreparedDelivery, WithheldMessage
+from rules.protections import check_protections
+from rules.templates import MessageTooLongError, TemplateRenderError, render
+from rules.timing import zone_or_none
+
+REASON_TOO_LONG = "message-too-long"
+REASON_RENDER_FAILED = "render-failed"
+
+
+def _withhold(
+    message: PlannedMessage, reason: str, detail: str, trace: Mapping[str, Any]
+) -> WithheldMessage:
+    return WithheldMessage(
+        key=message.key,
+        rule=message.rule,
+        purpose=message.purpose,
+        patient_ref=message.patient_ref,
+        about=message.about,
+        reason=reason,
+        detail=detail,
+        trace={**message.trace, "delivery": dict(trace)},
+    )
+
+
+def _cap_reason(
+    message: PlannedMessage, snapshot: PatientSnapshot, config: RulesConfig, now: datetime
+) -> tuple[str | None, dict[str, Any]]:
+    zone = zone_or_none(message.trace.get("zone")) or ZoneInfo(config.organization.timezone)
+    others = [record.send_at for record in snapshot.history if record.key != message.key]
+    day_count, week_count = sent_counts(others, now, zone)
+    applied = {
+        "per_day": {"limit": config.caps.per_day, "before": day_count},
+        "per_week": {"limit": config.caps.per_week, "before": week_count},
+    }
+    if day_count >= config.caps.per_day:
+        return "per-day cap reached", applied
+    if week_count >= config.caps.per_week:
+        return "per-week cap reached", applied
+    return None, applied
+
+
+def prepare_delivery(
+    message: PlannedMessage,
+    snapshot: PatientSnapshot,
+    consents: Sequence[Mapping[str, Any]],
+    ledger: Sequence[LedgerEntry],
+    config: RulesConfig,
+    now: datetime,
+) -> PreparedDelivery | WithheldMessage:
+    """Protections, caps, consent and contact choice, then rendering for the channel."""
+    now = now.astimezone(UTC)
+    trace: dict[str, Any] = {"checked_at": now.isoformat()}
+    protection = check_protections(snapshot.patient, message.purpose, now, config.consent)
+    trace["protection"] = protection
+    if protection is not None:
+        return _withhold(message, protection, "patient protection applies", trace)
+    cap_detail, applied = _cap_reason(message, snapshot, config, now)
+    trace["caps"] = applied
+    if cap_detail is not None:
+        return _withhold(message, REASON_CAP_REACHED, cap_detail, trace)
+    choice = choose_delivery(
+        patient=snapshot.patient,
+        consents=consents,
+        ledger=ledger,
+        purpose=message.purpose,
+        now=now,
+        policy=config.consent,
+        preferred_channels=config.channels.preferred,
+    )
+    trace["consent"] = dict(choice.trace)
+    if not choice.allowed or choice.channel is None or choice.address is None:
+        return _withhold(message, choice.reason or "no-consent", "no consented channel", trace)
+    try:
+        rendered = render(
+            message.template, message.language, choice.channel, message.variables, config
+        )
+    except MessageTooLongError as error:
+        return _withhold(message, REASON_TOO_LONG, str(error), trace)
+    except TemplateRenderError as error:
+        return _withhold(message, REASON_RENDER_FAILED, str(error), trace)
+    trace["rendered"] = {
+        "channel": rendered.channel,
+        "template": rendered.template,
+        "language": rendered.language,
+        "segments": rendered.segments,
+    }
+    return PreparedDelivery(
+        channel=choice.channel,
+        address=choice.address,
+        rendered=rendered,
+        consent_used=tuple(choice.used),
+        trace=trace,
+    )

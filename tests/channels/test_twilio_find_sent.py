@@ -1,0 +1,173 @@
+"""Crash reconciliation: find_sent after a worker died mid-send, journal in Redis DB 5."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from channels.base import OutboundMessage, TransientChannelError
+from channels.retry import RetryPolicy
+from channels.send_journal import RedisSendJournal, SendIntent
+from channels.twilio_sms import TwilioSmsAdapter
+from tests.channels.conftest import RecordingSleep
+from tests.support.fake_twilio import FakeTwilio
+
+CLINIC_NUMBER = "+16175550100"
+PATIENT_NUMBER = "+16175550123"
+
+
+class SimulatedCrash(BaseException):
+    """Stands in for the worker process being killed (not an Exception: nothing catches it)."""
+
+
+class CrashAfterCreateJournal(RedisSendJournal):
+    """A journal whose process 'dies' right after Twilio accepted, before the SID is stored."""
+
+    def record_accepted(self, message_id: str, provider_message_id: str) -> None:
+        raise SimulatedCrash
+
+
+def reminder(message_id: str = "comm-4c1e9a", text: str = "Reminder: Tue 2 Dec 09:30") -> (
+    OutboundMessage
+):
+    return OutboundMessage(message_id=message_id, channel="sms", to=PATIENT_NUMBER, text=text)
+
+
+@pytest.fixture
+def adapters(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str
+) -> Iterator[list[TwilioSmsAdapter]]:
+    created: list[TwilioSmsAdapter] = []
+    yield created
+    for adapter in created:
+        adapter.close()
+
+
+def worker(
+    fake_twilio: FakeTwilio,
+    journal: RedisSendJournal,
+    adapters: list[TwilioSmsAdapter],
+) -> TwilioSmsAdapter:
+    adapter = TwilioSmsAdapter(
+        account_sid=fake_twilio.account_sid,
+        auth_token=fake_twilio.auth_token,
+        from_number=CLINIC_NUMBER,
+        base_url=fake_twilio.base_url,
+        journal=journal,
+        retry=RetryPolicy(max_attempts=2, sleep=RecordingSleep()),
+    )
+    adapters.append(adapter)
+    return adapter
+
+
+def test_find_sent_after_crash_between_create_and_recording_sid(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    with pytest.raises(SimulatedCrash):
+        crashing.send(reminder("comm-4c1e9a"))
+
+    restarted = worker(fake_twilio, RedisSendJournal(redis_url, prefix=redis_prefix), adapters)
+    found = restarted.find_sent("comm-4c1e9a")
+
+    assert found is not None
+    assert list(fake_twilio.messages) == [found.provider_message_id]
+    assert len(fake_twilio.create_requests) == 1
+
+
+def test_reconciled_sid_is_journalled_for_the_next_lookup(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    with pytest.raises(SimulatedCrash):
+        crashing.send(reminder("comm-4c1e9a"))
+    journal = RedisSendJournal(redis_url, prefix=redis_prefix)
+
+    found = worker(fake_twilio, journal, adapters).find_sent("comm-4c1e9a")
+    intent = journal.get("comm-4c1e9a")
+
+    assert found is not None and intent is not None
+    assert intent.provider_message_id == found.provider_message_id
+
+
+def test_find_sent_reports_current_status_of_a_journalled_sid(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    journal = RedisSendJournal(redis_url, prefix=redis_prefix)
+    receipt = worker(fake_twilio, journal, adapters).send(reminder())
+    fake_twilio.messages[receipt.provider_message_id]["status"] = "delivered"
+
+    found = worker(fake_twilio, journal, adapters).find_sent("comm-4c1e9a")
+
+    assert found is not None
+    assert (found.provider_message_id, found.status) == (receipt.provider_message_id, "delivered")
+
+
+def test_find_sent_is_none_for_a_message_never_attempted(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    adapter = worker(fake_twilio, RedisSendJournal(redis_url, prefix=redis_prefix), adapters)
+
+    assert adapter.find_sent("comm-never-sent") is None
+
+
+def test_find_sent_is_none_when_crash_happened_before_twilio_got_the_request(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    journal = RedisSendJournal(redis_url, prefix=redis_prefix)
+    journal.record_intent(
+        SendIntent(
+            message_id="comm-4c1e9a",
+            to=PATIENT_NUMBER,
+            body_sha256=SendIntent.body_digest("Reminder: Tue 2 Dec 09:30"),
+            started_at=1_790_000_000.0,
+        )
+    )
+
+    assert worker(fake_twilio, journal, adapters).find_sent("comm-4c1e9a") is None
+
+
+def test_find_sent_does_not_match_a_different_text_to_the_same_number(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    journal = RedisSendJournal(redis_url, prefix=redis_prefix)
+    worker(fake_twilio, journal, adapters).send(reminder("comm-other", text="Your lab results"))
+    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    fake_twilio.fail_next(2, status=429)
+    with pytest.raises(TransientChannelError):
+        crashing.send(reminder("comm-4c1e9a"))
+
+    assert worker(fake_twilio, journal, adapters).find_sent("comm-4c1e9a") is None
+
+
+def test_find_sent_raises_transient_when_twilio_cannot_be_asked(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    with pytest.raises(SimulatedCrash):
+        crashing.send(reminder("comm-4c1e9a"))
+    restarted = worker(fake_twilio, RedisSendJournal(redis_url, prefix=redis_prefix), adapters)
+    fake_twilio.auth_token = "rotated-token"
+
+    with pytest.raises(Exception) as error:
+        restarted.find_sent("comm-4c1e9a")
+
+    assert error.value.__class__.__name__ == "PermanentChannelError"
+
+
+def test_reconciliation_pages_through_older_messages(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    with pytest.raises(SimulatedCrash):
+        crashing.send(reminder("comm-4c1e9a"))
+    journal = RedisSendJournal(redis_url, prefix=redis_prefix)
+    filler = worker(fake_twilio, journal, adapters)
+    for n in range(60):
+        filler.send(reminder(f"comm-filler-{n}", text=f"Other message {n}"))
+
+    found = worker(fake_twilio, journal, adapters).find_sent("comm-4c1e9a")
+
+    assert found is not None
+    assert found.provider_message_id == next(iter(fake_twilio.messages))

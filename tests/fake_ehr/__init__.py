@@ -1,0 +1,1 @@
+"""Tests of the fake EHR used by fhir-bridge integration tests."""
