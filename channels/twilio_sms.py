@@ -15,6 +15,10 @@ Duplicate protection (Twilio has no idempotency key):
   We do not filter on DateSent: a message still queued at Twilio has no date_sent yet.
 * An ambiguous failure (timeout or 5xx after the request went out) is reconciled the same way
   before retrying, so a slow-but-successful create is not sent twice.
+* ``send`` of a message id the journal already knows returns the earlier receipt.
+
+The journal must be shared and durable (``RedisSendJournal``) for this to survive a crash;
+with the in-memory default, ``find_sent`` in a restarted process returns None.
 """
 
 from __future__ import annotations
@@ -101,14 +105,23 @@ class TwilioSmsAdapter(ChannelAdapter):
         self._client.close()
 
     def send(self, message: OutboundMessage) -> SendReceipt:
-        """Create the message at Twilio, retrying transient failures with backoff."""
+        """Create the message at Twilio, retrying transient failures with backoff.
+
+        Idempotent by ``message_id`` as far as the journal allows: a message already accepted
+        is not created again, and a send interrupted by a crash is reconciled first.
+        """
         if message.channel != self.channel:
             raise PermanentChannelError("channel-mismatch", reason="rejected")
+        previous = self.journal.get(message.message_id)
+        if previous is not None:
+            earlier = self._earlier_send(previous)
+            if earlier is not None:
+                return earlier
         intent = SendIntent(
             message_id=message.message_id,
             to=message.to,
             body_sha256=SendIntent.body_digest(message.text),
-            started_at=time.time(),
+            started_at=previous.started_at if previous is not None else time.time(),
         )
         self.journal.record_intent(intent)
         form = self._create_form(message)
@@ -156,6 +169,17 @@ class TwilioSmsAdapter(ChannelAdapter):
         query.append((CALLBACK_ID_PARAM, message.message_id))
         return urlunsplit(parts._replace(query=urlencode(query)))
 
+    def _earlier_send(self, previous: SendIntent) -> SendReceipt | None:
+        """Receipt of an earlier attempt of the same message that reached Twilio, if any."""
+        sid = previous.provider_message_id
+        if sid is None:
+            return self._reconcile_quietly(previous)
+        logger.info("twilio duplicate send skipped message_id=%s sid=%s", previous.message_id, sid)
+        try:
+            return self._fetch_receipt(sid)
+        except ChannelError:
+            return SendReceipt(provider=self.provider, provider_message_id=sid, status="queued")
+
     def _create_form(self, message: OutboundMessage) -> dict[str, str]:
         form = {"To": message.to, "Body": message.text}
         if self.messaging_service_sid:
@@ -184,26 +208,24 @@ class TwilioSmsAdapter(ChannelAdapter):
         except httpx.ConnectError as refused:
             return TransientChannelError("twilio-connect", detail=type(refused).__name__), False
         except httpx.TimeoutException as timed_out:
-            ambiguous = not isinstance(timed_out, httpx.ConnectTimeout)
-            return TransientChannelError("twilio-timeout", detail=type(timed_out).__name__), (
-                ambiguous
-            )
+            error = TransientChannelError("twilio-timeout", detail=type(timed_out).__name__)
+            return error, not isinstance(timed_out, httpx.ConnectTimeout)
         except httpx.TransportError as broken:
             return TransientChannelError("twilio-transport", detail=type(broken).__name__), True
         if response.is_success:
             receipt = self._accepted(response, message_id)
             return receipt, False
-        error = error_from_response(response)
+        failure = error_from_response(response)
         logger.info(
             "twilio create failed message_id=%s attempt=%d http=%d code=%s",
             message_id,
             attempt,
             response.status_code,
-            error.code,
+            failure.code,
         )
-        if isinstance(error, TransientChannelError):
-            return error, response.status_code >= 500
-        raise error
+        if isinstance(failure, TransientChannelError):
+            return failure, response.status_code >= 500
+        raise failure
 
     def _accepted(self, response: httpx.Response, message_id: str) -> SendReceipt:
         try:

@@ -100,6 +100,8 @@ def _worker(args: argparse.Namespace) -> int:
         settings.log_level,
         "--concurrency",
         str(args.concurrency),
+        "--queues",
+        settings.queue_name,
         "--without-gossip",
         "--without-mingle",
     ]

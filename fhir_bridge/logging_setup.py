@@ -38,7 +38,7 @@ SAFE_KEYS = (
     "count",
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
+_PHONE = re.compile(r"\+\d{8,15}\b|\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")
 
 
 def mask(text: str) -> str:
@@ -54,14 +54,15 @@ class SafeJsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": mask(record.getMessage()),
         }
         for key in SAFE_KEYS:
             if key in record.__dict__:
-                payload[key] = record.__dict__[key]
+                value = record.__dict__[key]
+                payload[key] = mask(value) if isinstance(value, str) else value
         if record.exc_info and record.exc_info[0] is not None:
             payload["exception"] = record.exc_info[0].__name__
-        return mask(json.dumps(payload, default=str))
+        return json.dumps(payload, default=str)
 
 
 def configure_logging(level: str = "INFO") -> None:

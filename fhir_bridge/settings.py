@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/fhir-bridge.db"
     broker_url: str = "filesystem://"
     broker_dir: Path = Path("var/broker")
+    queue_name: str = "fhir-bridge"
     data_dir: Path = Path("var")
 
     # The EHR

@@ -26,7 +26,10 @@ class _LazyCeleryConfig:
     """Celery reads this object only when the app is first used."""
 
     def __getattr__(self, name: str) -> Any:
-        return celery_config()[name]
+        try:
+            return celery_config()[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     def __dir__(self) -> list[str]:
         return list(celery_config())
@@ -59,6 +62,7 @@ def celery_config() -> dict[str, Any]:
         schedule["poll"] = {"task": "fhir_bridge.poll", "schedule": settings.poll_interval_seconds}
     return {
         "broker_url": settings.broker_url,
+        "task_default_queue": settings.queue_name,
         "broker_transport_options": broker_options,
         "broker_connection_retry_on_startup": True,
         "task_ignore_result": True,

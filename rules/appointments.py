@@ -187,7 +187,9 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
         else f"{PURPOSE_APPOINTMENT_REMINDER}|{anchor.ref}"
     )
     offsets, catch_up, cadence_source = _cadence(ctx, anchor)
-    sensitive, sensitivity_reasons = ctx.sensitivity([b.resource for b in group])
+    venues = [ctx.location(b.location_ref) for b in group]
+    looked_at = [b.resource for b in group] + [venue for venue in venues if venue is not None]
+    sensitive, sensitivity_reasons = ctx.sensitivity(looked_at)
     template = rules.combined_template if combined else rules.template
     template = generic_variant(template) if sensitive else template
     variables = _group_variables(ctx, group, sensitive)

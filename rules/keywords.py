@@ -1,8 +1,9 @@
 """What an inbound SMS reply means: opt-out, opt-in, help, confirm, reschedule or crisis.
 
-Order matters and follows CTIA/FCC practice: an opt-out is honoured first (the
-FCC treats STOP, QUIT, END, REVOKE, OPT OUT, CANCEL and UNSUBSCRIBE as revocation
-even inside a short reply such as "please stop"), then anything that sounds like
+Order matters and follows CTIA/FCC practice: an opt-out is honoured first (any
+of STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPTOUT, REVOKE as the whole
+reply, and the unambiguous ones even inside a short reply such as "please stop
+texting me"), then anything that sounds like
 a crisis is escalated before it could be mistaken for a keyword, then the exact
 keywords. Matching ignores case, spaces and punctuation ("Stop.", "s t o p",
 "Opt-Out", "STOP ALL").
@@ -43,6 +44,12 @@ RESCHEDULE_KEYWORDS: Final = frozenset({"R", "RESCHEDULE"})
 
 SHORT_REPLY_MAX_WORDS: Final = 6
 """An opt-out word inside a reply this short ("please stop texting me") still opts out."""
+
+IN_SENTENCE_OPT_OUT_KEYWORDS: Final = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "OPTOUT", "REVOKE"}
+)
+"""Only unambiguous words opt out inside a sentence: "I need to cancel my appointment"
+or "see you at the end" are requests for staff, not revocations."""
 
 DEFAULT_CRISIS_TERMS: Final[tuple[str, ...]] = (
     "suicide",
@@ -103,10 +110,10 @@ def _opt_out_keyword(words: list[str]) -> str | None:
         return None
     upper = [word.upper() for word in words]
     for first, second in itertools.pairwise(upper):
-        if first + second in OPT_OUT_KEYWORDS:
+        if first + second in IN_SENTENCE_OPT_OUT_KEYWORDS:
             return first + second
     for word in upper:
-        if word in OPT_OUT_KEYWORDS:
+        if word in IN_SENTENCE_OPT_OUT_KEYWORDS:
             return word
     return None
 

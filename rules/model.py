@@ -111,3 +111,30 @@ class PreparedDelivery:
     rendered: RenderedMessage
     consent_used: tuple[str, ...]
     trace: Mapping[str, Any]
+
+
+LIFECYCLE_REASONS = frozenset(
+    {
+        "status-not-planned",
+        "start-unknown",
+        "patient-not-participant",
+        "patient-declined",
+        "not-an-order",
+        "superseded",
+        "supply-ended",
+        "discharge-time-unknown",
+        "readmitted",
+        "offset-passed",
+    }
+)
+LIFECYCLE_PREFIXES = ("appointment-", "medication-request-")
+
+
+def is_lifecycle_reason(reason: str) -> bool:
+    """True when "withheld" only means the resource no longer calls for a message.
+
+    A cancelled appointment or a stopped prescription is not a message we chose
+    to withhold from a patient; recording it as a not-done Communication would
+    bury the real decisions (consent, caps, protections) auditors look for.
+    """
+    return reason in LIFECYCLE_REASONS or reason.startswith(LIFECYCLE_PREFIXES)

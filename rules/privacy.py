@@ -58,6 +58,7 @@ _SYSTEM_SHORT_NAMES: Final = {
     "http://loinc.org": "loinc",
     "http://nucc.org/provider-taxonomy": "nucc",
 }
+_THO_PREFIX: Final = "http://terminology.hl7.org/CodeSystem/"
 _SKIPPED_KEYS: Final = frozenset({"meta", "text", "note"})
 
 
@@ -142,7 +143,11 @@ class PrivacyPolicy(BaseModel):
     _location_patterns: tuple[re.Pattern[str], ...] = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        """Pre-compile the value sets once; classification runs for every planned message."""
+        """Pre-compile the value sets once; classification runs for every planned message.
+
+        Text patterns are anchored at a word start (``psychiatr`` matches
+        "Psychiatry" but ``hiv\\b`` is needed so "hives" does not match "hiv").
+        """
         exact: dict[tuple[str, str], str] = {}
         prefixes: dict[str, list[tuple[str, str]]] = {}
         text: list[tuple[re.Pattern[str], str]] = []
@@ -204,6 +209,8 @@ class Sensitivity:
 
 def _short(system: str) -> str:
     canonical = _SYSTEM_ALIASES.get(system, system)
+    if canonical.startswith(_THO_PREFIX):
+        return canonical[len(_THO_PREFIX) :]
     return _SYSTEM_SHORT_NAMES.get(canonical, canonical)
 
 
@@ -239,12 +246,12 @@ def _walk(node: Any, policy: PrivacyPolicy) -> Iterator[str]:
         return
     if not isinstance(node, Mapping):
         return
+    if "resourceType" in node:
+        yield from _security_reasons(node, policy)
     system, code = node.get("system"), node.get("code")
     if isinstance(system, str) and isinstance(code, str) and policy.code_category(system, code):
         yield f"code:{_short(system)}:{code}"
-    texts = [node.get("display")]
-    if "coding" in node:
-        texts.append(node.get("text"))
+    texts = [node.get("display"), node.get("text")]
     for text in texts:
         if isinstance(text, str) and (category := policy.text_category(text)):
             yield f"text:{category}"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -32,6 +32,7 @@ from fhir_bridge.fhir.errors import (
 
 FHIR_JSON = "application/fhir+json"
 SearchParams = Mapping[str, str | Sequence[str]]
+_WRITE_HEADERS = {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +40,11 @@ _RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # A 500 may mean the write happened; repeat it only when repeating is harmless.
 _RETRYABLE_WHEN_IDEMPOTENT = _RETRYABLE_STATUSES | {500}
 # Failures that guarantee the request never reached the server (EhrUnavailable: token endpoint).
-_NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    EhrUnavailable,
-)
-_IN_FLIGHT_ERRORS: tuple[type[Exception], ...] = (
-    httpx.TimeoutException,
-    httpx.NetworkError,
-    httpx.RemoteProtocolError,
-)
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, EhrUnavailable)
+_IN_FLIGHT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# FHIR R4 id and resource type grammars; anything else could smuggle path segments or queries.
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 
 
 @dataclass(frozen=True)
@@ -115,11 +111,12 @@ class EhrClient:
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         """Current version of a resource; EhrNotFound if absent or deleted."""
-        return self._fetch(f"{resource_type}/{resource_id}", resource_type)
+        return self._fetch(_instance_path(resource_type, resource_id), resource_type)
 
     def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
         """One specific historical version of a resource."""
-        return self._fetch(f"{resource_type}/{resource_id}/_history/{version_id}", resource_type)
+        path = _instance_path(resource_type, resource_id, version_id)
+        return self._fetch(path, resource_type)
 
     def search(self, resource_type: str, params: SearchParams) -> dict[str, Any]:
         """First page of a search, as the raw searchset Bundle."""
@@ -131,23 +128,21 @@ class EhrClient:
     def search_all(self, resource_type: str, params: SearchParams) -> Iterator[dict[str, Any]]:
         """Every matching resource across all pages (`_include`d and outcome entries skipped)."""
         bundle: dict[str, Any] | None = self.search(resource_type, params)
+        followed: set[str] = set()
         while bundle is not None:
             for entry in bundle.get("entry") or []:
                 mode = (entry.get("search") or {}).get("mode", "match")
                 if mode == "match" and isinstance(entry.get("resource"), dict):
                     yield entry["resource"]
+            next_url = _next_link(bundle)
+            if next_url in followed:
+                raise EhrProtocolError(f"EHR paging for {resource_type} loops; stopping")
+            followed.add(next_url or "")
             bundle = self.next_page(bundle)
 
     def next_page(self, bundle: dict[str, Any]) -> dict[str, Any] | None:
         """The Bundle behind the `next` link, or None on the last page."""
-        next_url = next(
-            (
-                link.get("url")
-                for link in bundle.get("link") or []
-                if link.get("relation") == "next"
-            ),
-            None,
-        )
+        next_url = _next_link(bundle)
         if not next_url:
             return None
         url = self._same_server_url(next_url)
@@ -163,16 +158,15 @@ class EhrClient:
         conditional creates are retried after the request may have reached the server.
         """
         resource_type = _resource_type_of(resource)
-        headers = {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
-        if if_none_exist:
-            headers["If-None-Exist"] = if_none_exist
+        headers = {**_WRITE_HEADERS, **({"If-None-Exist": if_none_exist} if if_none_exist else {})}
+        conditional = if_none_exist is not None
         response = self._request(
             "POST",
             resource_type,
             resource_type,
             body=resource,
             headers=headers,
-            idempotent=if_none_exist is not None,
+            idempotent=conditional,
         )
         return self._stored_resource(response, resource_type)
 
@@ -180,18 +174,14 @@ class EhrClient:
         """Replace a resource; with `if_match` (a version id) only if it is still that version."""
         resource_type = _resource_type_of(resource)
         resource_id = resource.get("id")
-        if not isinstance(resource_id, str) or not resource_id:
+        if not isinstance(resource_id, str):
             raise ValueError(f"cannot update a {resource_type} without an id")
-        headers = {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
+        path = _instance_path(resource_type, resource_id)
+        headers = dict(_WRITE_HEADERS)
         if if_match:
             headers["If-Match"] = if_match if if_match.startswith("W/") else f'W/"{if_match}"'
         response = self._request(
-            "PUT",
-            f"{resource_type}/{resource_id}",
-            resource_type,
-            body=resource,
-            headers=headers,
-            idempotent=True,
+            "PUT", path, resource_type, body=resource, headers=headers, idempotent=True
         )
         return self._stored_resource(response, resource_type)
 
@@ -208,7 +198,11 @@ class EhrClient:
         400/404/501 become EhrNotSupported (the EHR lacks the operation), except 410 Gone and a
         404 on an instance whose issues are all `not-found`/`deleted`: those are EhrNotFound.
         """
-        if "$" not in path or "://" in path or path.startswith("/") or ".." in path:
+        if (
+            "$" not in path
+            or path.startswith("/")
+            or any(bad in path for bad in ("://", "..", "?", "#"))
+        ):
             raise ValueError("operation path must be relative and name an $operation")
         method = method.upper()
         target_type = path.split("/", 1)[0] if not path.startswith("$") else "system"
@@ -237,12 +231,7 @@ class EhrClient:
     def __enter__(self) -> EhrClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def _fetch(self, url: str | httpx.URL, resource_type: str) -> dict[str, Any]:
@@ -267,11 +256,7 @@ class EhrClient:
     def _same_server_url(self, link: str) -> httpx.URL:
         """Resolve a server-supplied link, refusing any that leaves our FHIR base."""
         url = self._base.join(link)
-        same_origin = (url.scheme, url.host, url.port) == (
-            self._base.scheme,
-            self._base.host,
-            self._base.port,
-        )
+        same_origin = (url.scheme, url.netloc) == (self._base.scheme, self._base.netloc)
         under_base = url.path == self._base.path.rstrip("/") or url.path.startswith(self._base.path)
         if not (same_origin and under_base):
             raise EhrProtocolError("EHR returned a link outside its FHIR base URL; refusing it")
@@ -294,13 +279,14 @@ class EhrClient:
         while True:
             attempt += 1
             started = time.monotonic()
+            # params=() would replace the query string of a `next` link; None keeps it.
             try:
-                # params=() would replace the query string of a `next` link; None keeps it.
                 response = self._http.request(
                     method, url, params=params or None, content=content, headers=headers
                 )
             except _NOT_SENT_ERRORS as exc:
-                failure, retryable = exc, True
+                failure: Exception = exc
+                retryable = True
             except _IN_FLIGHT_ERRORS as exc:
                 failure, retryable = exc, idempotent
             else:
@@ -364,11 +350,27 @@ def _json_body(response: httpx.Response, method: str, resource_type: str) -> dic
     return body
 
 
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    links = bundle.get("link") or []
+    return next((link.get("url") for link in links if link.get("relation") == "next"), None)
+
+
 def _resource_type_of(resource: Mapping[str, Any]) -> str:
     resource_type = resource.get("resourceType")
-    if not isinstance(resource_type, str) or not resource_type:
-        raise ValueError("resource has no resourceType")
+    if not isinstance(resource_type, str) or not _RESOURCE_TYPE.fullmatch(resource_type):
+        raise ValueError("resource has no valid resourceType")
     return resource_type
+
+
+def _instance_path(resource_type: str, resource_id: str, version_id: str | None = None) -> str:
+    """`Type/id[/_history/vid]`, refusing values that are not FHIR types or ids."""
+    if not _RESOURCE_TYPE.fullmatch(resource_type):
+        raise ValueError("not a FHIR resource type")
+    for value in (resource_id, "1" if version_id is None else version_id):
+        if not _FHIR_ID.fullmatch(value):
+            raise ValueError(f"not a valid FHIR id for {resource_type}")
+    path = f"{resource_type}/{resource_id}"
+    return f"{path}/_history/{version_id}" if version_id is not None else path
 
 
 def _query_pairs(params: SearchParams) -> tuple[tuple[str, str], ...]:

@@ -21,7 +21,7 @@ from fhir_bridge.store.models import PlannedMessage
 from fhir_bridge.sync import repository as state_repository
 from rules.config import RulesConfig
 from rules.engine import plan_for_patient
-from rules.model import PatientSnapshot, Plan, SentRecord, WithheldMessage
+from rules.model import PatientSnapshot, Plan, SentRecord, WithheldMessage, is_lifecycle_reason
 from rules.model import PlannedMessage as Planned
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ def replan_patient(
             row.trace = {**row.trace, "cancelled_at": now.isoformat()}
     withheld_ids = []
     for withheld in plan.withheld:
+        if is_lifecycle_reason(withheld.reason):
+            continue
         row = existing.get(withheld.key)
         if row is None:
             row = _withheld_row(withheld, now)

@@ -96,25 +96,18 @@ def _phone_type(e164: str) -> int:
 
 
 def _sms_preference(candidate: _Candidate, e164: str) -> int | None:
-    """0 = known mobile, 1 = maybe mobile, ``None`` = cannot take texts."""
+    """0 = known mobile, 1 = maybe mobile, ``None`` = cannot take texts.
+
+    The numbering plan outranks the label: a number entered as "mobile" that is a
+    landline would silently swallow every reminder.
+    """
+    if _phone_type(e164) in _LANDLINE_TYPES:
+        return None
     if candidate.system == "sms" or candidate.use == "mobile":
         return 0
     if candidate.system != "phone":
         return None
-    if _phone_type(e164) in _LANDLINE_TYPES:
-        return None
     return 0 if _phone_type(e164) == phonenumbers.PhoneNumberType.MOBILE else 1
-
-
-def _best(
-    options: list[tuple[tuple[float, ...], _Candidate, str]], channel: str
-) -> ContactChoice | None:
-    if not options:
-        return None
-    _key, candidate, address = min(options, key=lambda option: option[0])
-    return ContactChoice(
-        channel=channel, address=address, source=f"Patient.telecom[{candidate.index}]"
-    )
 
 
 def select_contact(
@@ -126,6 +119,14 @@ def select_contact(
     numbering plan identifies as a landline; otherwise lower ``rank`` wins, then
     document order.
     """
+    ranked = ranked_contact(patient, channel, now, policy)
+    return ranked[0] if ranked is not None else None
+
+
+def ranked_contact(
+    patient: Mapping[str, Any] | None, channel: str, now: datetime, policy: ConsentPolicy
+) -> tuple[ContactChoice, float] | None:
+    """:func:`select_contact` plus the chosen telecom's ``rank`` (infinity when unranked)."""
     if not patient:
         return None
     now = as_utc(now)
@@ -153,4 +154,8 @@ def select_contact(
             and _phone_type(e164) not in _UNREACHABLE_BY_VOICE
         ):
             options.append(((candidate.rank, candidate.index), candidate, e164))
-    return _best(options, channel)
+    if not options:
+        return None
+    _key, candidate, address = min(options, key=lambda option: option[0])
+    source = f"Patient.telecom[{candidate.index}]"
+    return ContactChoice(channel=channel, address=address, source=source), candidate.rank

@@ -1,7 +1,7 @@
 """Pick the channel and address a message actually goes to, or say why it cannot go.
 
-Channels are tried in preference order (the caller's preference, then the
-patient's best-ranked telecom, then the policy order); the first channel with
+Channels are tried in preference order (the patient's own ``telecom.rank``,
+then the caller's configured preference, then the policy order); the first channel with
 both a usable contact and consent wins. When none does, the withheld reason is
 that of the most preferred channel that had a contact, so staff see "opted out of
 SMS" rather than "no email address on file".
@@ -9,13 +9,14 @@ SMS" rather than "no email address on file".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from rules.consent.codes import CHANNELS
-from rules.consent.contact import select_contact
+from rules.consent.contact import ranked_contact, select_contact
 from rules.consent.decision import ConsentDecision, decide_consent
 from rules.consent.ledger import LedgerEntry
 from rules.consent.policy import ConsentPolicy
@@ -52,19 +53,12 @@ def withheld_reason(decision: ConsentDecision) -> str:
 def _patient_channel_preference(
     patient: Mapping[str, Any] | None, now: datetime, policy: ConsentPolicy
 ) -> list[str]:
-    """Channels ordered by the rank of the patient's best telecom for each."""
-    if not patient:
-        return []
+    """Channels ordered by the ``rank`` of the patient's best telecom for each."""
     ranked: list[tuple[float, int, str]] = []
-    telecoms = list(patient.get("telecom") or ())
     for position, channel in enumerate(policy.channel_order):
-        choice = select_contact(patient, channel, now, policy)
-        if choice is None:
-            continue
-        index = int(choice.source.rsplit("[", 1)[1].rstrip("]"))
-        rank = telecoms[index].get("rank") if isinstance(telecoms[index], Mapping) else None
-        if isinstance(rank, int) and rank > 0:
-            ranked.append((float(rank), position, channel))
+        found = ranked_contact(patient, channel, now, policy)
+        if found is not None and math.isfinite(found[1]):
+            ranked.append((found[1], position, channel))
     return [channel for _rank, _position, channel in sorted(ranked)]
 
 
@@ -74,11 +68,11 @@ def channel_order(
     policy: ConsentPolicy,
     preferred_channels: Sequence[str] = (),
 ) -> list[str]:
-    """Every allowed channel once, most preferred first."""
+    """Every allowed channel once: the patient's ranked telecoms, then the caller's, then policy."""
     order: list[str] = []
     sequence = [
-        *preferred_channels,
         *_patient_channel_preference(patient, now, policy),
+        *preferred_channels,
         *policy.channel_order,
     ]
     for channel in sequence:

@@ -7,7 +7,9 @@ and which need an explicit opt-in because they are promotional.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rules.consent.codes import (
     CHANNELS,
@@ -70,7 +72,8 @@ class ConsentPolicy(BaseModel):
     """Consent defaults, channel order, SMS opt-in style and patient protections.
 
     Unknown purposes and channels are denied: only what is listed here can ever
-    be sent.
+    be sent. ``purposes`` in the rules file extends the shipped ones; to stop a
+    shipped purpose from being sent by default, give it ``default_channels: []``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,6 +86,14 @@ class ConsentPolicy(BaseModel):
     message_minors: bool = False
     minor_allowed_purposes: tuple[str, ...] = ()
     consent_scopes: tuple[str, ...] = ("patient-privacy", "treatment")
+
+    @field_validator("purposes", mode="before")
+    @classmethod
+    def _extend_shipped_purposes(cls, value: Any) -> Any:
+        """Configured purposes add to (or replace one by one) the shipped ones."""
+        if isinstance(value, dict):
+            return {**_shipped_purposes(), **value}
+        return value
 
     @model_validator(mode="after")
     def _channels_are_known(self) -> ConsentPolicy:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.support.fake_twilio import FakeTwilio, WebhookSink
+from tests.channels.webhook_sink import WebhookSink
+from tests.support.fake_twilio import FakeTwilio
 
 TEST_REDIS_URL = "redis://127.0.0.1:6379/5"
 

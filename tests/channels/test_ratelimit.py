@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from channels.ratelimit import NoLimit, RateLimitTimeoutError, RedisTokenBucket
@@ -35,8 +37,8 @@ def test_calls_beyond_burst_are_paced_one_interval_apart(
     assert waits[:3] == [0.0, 0.0, 0.0]
     paced = waits[3:]
     assert len(recording_sleep.delays) == 4
-    assert all(later > earlier for earlier, later in zip(paced, paced[1:], strict=False))
-    gaps = [later - earlier for earlier, later in zip(paced, paced[1:], strict=False)]
+    assert all(later > earlier for earlier, later in itertools.pairwise(paced))
+    gaps = [later - earlier for earlier, later in itertools.pairwise(paced)]
     assert gaps == pytest.approx([1.0, 1.0, 1.0], abs=0.25)
 
 

@@ -12,6 +12,7 @@ from channels.send_journal import RedisSendJournal, SendIntent
 from channels.twilio_sms import TwilioSmsAdapter
 from tests.channels.conftest import RecordingSleep
 from tests.support.fake_twilio import FakeTwilio
+from tests.support.smtp import free_port
 
 CLINIC_NUMBER = "+16175550100"
 PATIENT_NUMBER = "+16175550123"
@@ -28,9 +29,9 @@ class CrashAfterCreateJournal(RedisSendJournal):
         raise SimulatedCrash
 
 
-def reminder(message_id: str = "comm-4c1e9a", text: str = "Reminder: Tue 2 Dec 09:30") -> (
-    OutboundMessage
-):
+def reminder(
+    message_id: str = "comm-4c1e9a", text: str = "Reminder: Tue 2 Dec 09:30"
+) -> OutboundMessage:
     return OutboundMessage(message_id=message_id, channel="sms", to=PATIENT_NUMBER, text=text)
 
 
@@ -64,7 +65,9 @@ def worker(
 def test_find_sent_after_crash_between_create_and_recording_sid(
     fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
 ) -> None:
-    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    crashing = worker(
+        fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters
+    )
     with pytest.raises(SimulatedCrash):
         crashing.send(reminder("comm-4c1e9a"))
 
@@ -79,7 +82,9 @@ def test_find_sent_after_crash_between_create_and_recording_sid(
 def test_reconciled_sid_is_journalled_for_the_next_lookup(
     fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
 ) -> None:
-    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    crashing = worker(
+        fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters
+    )
     with pytest.raises(SimulatedCrash):
         crashing.send(reminder("comm-4c1e9a"))
     journal = RedisSendJournal(redis_url, prefix=redis_prefix)
@@ -133,7 +138,9 @@ def test_find_sent_does_not_match_a_different_text_to_the_same_number(
 ) -> None:
     journal = RedisSendJournal(redis_url, prefix=redis_prefix)
     worker(fake_twilio, journal, adapters).send(reminder("comm-other", text="Your lab results"))
-    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    crashing = worker(
+        fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters
+    )
     fake_twilio.fail_next(2, status=429)
     with pytest.raises(TransientChannelError):
         crashing.send(reminder("comm-4c1e9a"))
@@ -144,22 +151,32 @@ def test_find_sent_does_not_match_a_different_text_to_the_same_number(
 def test_find_sent_raises_transient_when_twilio_cannot_be_asked(
     fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
 ) -> None:
-    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    crashing = worker(
+        fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters
+    )
     with pytest.raises(SimulatedCrash):
         crashing.send(reminder("comm-4c1e9a"))
-    restarted = worker(fake_twilio, RedisSendJournal(redis_url, prefix=redis_prefix), adapters)
-    fake_twilio.auth_token = "rotated-token"
+    unreachable = TwilioSmsAdapter(
+        account_sid=fake_twilio.account_sid,
+        auth_token=fake_twilio.auth_token,
+        from_number=CLINIC_NUMBER,
+        base_url=f"http://127.0.0.1:{free_port()}",
+        journal=RedisSendJournal(redis_url, prefix=redis_prefix),
+    )
+    adapters.append(unreachable)
 
-    with pytest.raises(Exception) as error:
-        restarted.find_sent("comm-4c1e9a")
+    with pytest.raises(TransientChannelError) as error:
+        unreachable.find_sent("comm-4c1e9a")
 
-    assert error.value.__class__.__name__ == "PermanentChannelError"
+    assert error.value.code == "twilio-lookup"
 
 
 def test_reconciliation_pages_through_older_messages(
     fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
 ) -> None:
-    crashing = worker(fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters)
+    crashing = worker(
+        fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters
+    )
     with pytest.raises(SimulatedCrash):
         crashing.send(reminder("comm-4c1e9a"))
     journal = RedisSendJournal(redis_url, prefix=redis_prefix)
@@ -171,3 +188,44 @@ def test_reconciliation_pages_through_older_messages(
 
     assert found is not None
     assert found.provider_message_id == next(iter(fake_twilio.messages))
+
+
+def test_resending_an_accepted_message_id_does_not_text_twice(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    journal = RedisSendJournal(redis_url, prefix=redis_prefix)
+    first = worker(fake_twilio, journal, adapters).send(reminder())
+
+    again = worker(fake_twilio, journal, adapters).send(reminder())
+
+    assert again.provider_message_id == first.provider_message_id
+    assert len(fake_twilio.create_requests) == 1
+
+
+def test_resend_after_crash_mid_send_reuses_the_message_twilio_already_has(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    crashing = worker(
+        fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters
+    )
+    with pytest.raises(SimulatedCrash):
+        crashing.send(reminder("comm-4c1e9a"))
+    restarted = worker(fake_twilio, RedisSendJournal(redis_url, prefix=redis_prefix), adapters)
+
+    receipt = restarted.send(reminder("comm-4c1e9a"))
+
+    assert list(fake_twilio.messages) == [receipt.provider_message_id]
+    assert len(fake_twilio.create_requests) == 1
+
+
+def test_resend_after_a_failed_attempt_does_create_the_message(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    journal = RedisSendJournal(redis_url, prefix=redis_prefix)
+    fake_twilio.fail_next(2, status=503)
+    with pytest.raises(TransientChannelError):
+        worker(fake_twilio, journal, adapters).send(reminder())
+
+    receipt = worker(fake_twilio, journal, adapters).send(reminder())
+
+    assert list(fake_twilio.messages) == [receipt.provider_message_id]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,11 +14,14 @@ from channels.retry import RetryPolicy
 from channels.twilio_signature import is_valid_signature
 from channels.twilio_sms import CALLBACK_ID_PARAM, TwilioSmsAdapter
 from tests.channels.conftest import RecordingSleep
-from tests.support.fake_twilio import AUTH_TOKEN, FakeTwilio, WebhookSink
+from tests.channels.webhook_sink import WebhookSink
+from tests.support.fake_twilio import AUTH_TOKEN, FakeTwilio
 from tests.support.smtp import free_port
 
 CLINIC_NUMBER = "+16175550100"
 PATIENT_NUMBER = "+16175550123"
+
+AdapterFactory = Callable[..., TwilioSmsAdapter]
 
 
 def reminder(message_id: str = "comm-4c1e9a", to: str = PATIENT_NUMBER) -> OutboundMessage:
@@ -26,14 +29,14 @@ def reminder(message_id: str = "comm-4c1e9a", to: str = PATIENT_NUMBER) -> Outbo
         message_id=message_id,
         channel="sms",
         to=to,
-        text="Riverside Clinic: reminder of your appointment Tue 2 Dec 09:30. Reply STOP to opt out.",
+        text="Riverside Clinic: reminder of your appointment Tue 2 Dec 09:30. Reply STOP to end.",
     )
 
 
 @pytest.fixture
 def make_adapter(
     fake_twilio: FakeTwilio, recording_sleep: RecordingSleep
-) -> Iterator[type[TwilioSmsAdapter]]:
+) -> Iterator[AdapterFactory]:
     created: list[TwilioSmsAdapter] = []
 
     def build(**overrides: object) -> TwilioSmsAdapter:
@@ -50,13 +53,13 @@ def make_adapter(
         created.append(adapter)
         return adapter
 
-    yield build  # type: ignore[misc]
+    yield build
     for adapter in created:
         adapter.close()
 
 
 def test_accepted_message_returns_twilio_sid_and_queued_status(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
 ) -> None:
     receipt = make_adapter().send(reminder())
 
@@ -67,7 +70,7 @@ def test_accepted_message_returns_twilio_sid_and_queued_status(
 
 
 def test_create_request_carries_to_from_body_and_callback_with_our_id(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
 ) -> None:
     adapter = make_adapter(status_callback_url="https://bridge.example.org/twilio/status?v=1")
 
@@ -81,7 +84,7 @@ def test_create_request_carries_to_from_body_and_callback_with_our_id(
 
 
 def test_messaging_service_is_used_when_configured(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
 ) -> None:
     adapter = make_adapter(from_number=None, messaging_service_sid="MG" + "0" * 32)
 
@@ -92,7 +95,7 @@ def test_messaging_service_is_used_when_configured(
 
 
 def test_wrong_credentials_are_permanent_and_not_retried(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
 ) -> None:
     with pytest.raises(PermanentChannelError) as error:
         make_adapter(auth_token="not-the-token").send(reminder())
@@ -101,7 +104,7 @@ def test_wrong_credentials_are_permanent_and_not_retried(
 
 
 def test_delivered_message_sends_signed_callbacks_queued_sent_delivered(
-    fake_twilio: FakeTwilio, webhook_sink: WebhookSink, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, webhook_sink: WebhookSink, make_adapter: AdapterFactory
 ) -> None:
     adapter = make_adapter(status_callback_url=webhook_sink.url("/twilio/status"))
 
@@ -118,7 +121,7 @@ def test_delivered_message_sends_signed_callbacks_queued_sent_delivered(
 
 
 def test_tampered_status_callback_fails_signature_check(
-    fake_twilio: FakeTwilio, webhook_sink: WebhookSink, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, webhook_sink: WebhookSink, make_adapter: AdapterFactory
 ) -> None:
     fake_twilio.set_outcome(PATIENT_NUMBER, "undelivered", 30003)
     make_adapter(status_callback_url=webhook_sink.url("/twilio/status")).send(reminder())
@@ -131,7 +134,7 @@ def test_tampered_status_callback_fails_signature_check(
 
 
 def test_undelivered_message_callback_carries_error_code(
-    fake_twilio: FakeTwilio, webhook_sink: WebhookSink, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, webhook_sink: WebhookSink, make_adapter: AdapterFactory
 ) -> None:
     fake_twilio.set_outcome(PATIENT_NUMBER, "undelivered", 30003)
 
@@ -142,7 +145,7 @@ def test_undelivered_message_callback_carries_error_code(
 
 
 def test_unsubscribed_recipient_is_permanent_21610_and_not_retried(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
 ) -> None:
     fake_twilio.unsubscribed_numbers.add(PATIENT_NUMBER)
 
@@ -163,7 +166,7 @@ def test_unsubscribed_recipient_is_permanent_21610_and_not_retried(
 )
 def test_invalid_or_non_mobile_number_is_permanent_invalid_address(
     fake_twilio: FakeTwilio,
-    make_adapter: type[TwilioSmsAdapter],
+    make_adapter: AdapterFactory,
     number: str,
     configure: str | None,
     expected_code: str,
@@ -179,7 +182,7 @@ def test_invalid_or_non_mobile_number_is_permanent_invalid_address(
 
 
 def test_429_is_retried_with_backoff_then_succeeds(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter], recording_sleep: RecordingSleep
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory, recording_sleep: RecordingSleep
 ) -> None:
     fake_twilio.fail_next(2, status=429)
 
@@ -192,7 +195,7 @@ def test_429_is_retried_with_backoff_then_succeeds(
 
 
 def test_retry_after_header_sets_the_minimum_delay(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter], recording_sleep: RecordingSleep
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory, recording_sleep: RecordingSleep
 ) -> None:
     fake_twilio.fail_next(1, status=429, retry_after=2.0)
 
@@ -202,7 +205,7 @@ def test_retry_after_header_sets_the_minimum_delay(
 
 
 def test_500_until_attempts_exhausted_raises_transient(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter], recording_sleep: RecordingSleep
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory, recording_sleep: RecordingSleep
 ) -> None:
     fake_twilio.fail_next(10, status=500)
     adapter = make_adapter(retry=RetryPolicy(max_attempts=3, sleep=recording_sleep))
@@ -233,9 +236,9 @@ def test_connection_refused_is_transient(recording_sleep: RecordingSleep) -> Non
 
 
 def test_timed_out_create_is_reconciled_instead_of_sent_twice(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter]
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
 ) -> None:
-    fake_twilio.latency = 1.0
+    fake_twilio.latency = 0.6
     adapter = make_adapter(timeout=0.3)
 
     receipt = adapter.send(reminder())
@@ -246,7 +249,7 @@ def test_timed_out_create_is_reconciled_instead_of_sent_twice(
 
 def test_rate_limited_burst_is_paced_through_the_shared_bucket(
     fake_twilio: FakeTwilio,
-    make_adapter: type[TwilioSmsAdapter],
+    make_adapter: AdapterFactory,
     redis_url: str,
     redis_prefix: str,
 ) -> None:
@@ -268,7 +271,10 @@ def test_inbound_sms_webhook_is_signed_by_the_fake(
     fake_twilio: FakeTwilio, webhook_sink: WebhookSink
 ) -> None:
     status = fake_twilio.send_inbound(
-        webhook_sink.url("/twilio/inbound"), from_number=PATIENT_NUMBER, to=CLINIC_NUMBER, body="STOP"
+        webhook_sink.url("/twilio/inbound"),
+        from_number=PATIENT_NUMBER,
+        to=CLINIC_NUMBER,
+        body="STOP",
     )
     inbound = webhook_sink.wait_for(1)[0]
 
@@ -278,7 +284,7 @@ def test_inbound_sms_webhook_is_signed_by_the_fake(
 
 
 def test_logs_carry_ids_and_codes_but_no_number_or_text(
-    fake_twilio: FakeTwilio, make_adapter: type[TwilioSmsAdapter], caplog: pytest.LogCaptureFixture
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="channels")
     fake_twilio.fail_next(1, status=429)

@@ -130,6 +130,23 @@ def test_update_without_id_is_refused_before_sending() -> None:
     assert ehr.requests == []
 
 
+@pytest.mark.parametrize(
+    "resource_id",
+    [
+        pytest.param("../Patient/123", id="path-traversal"),
+        pytest.param("123?_format=xml", id="query-smuggling"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_read_refuses_ids_that_are_not_fhir_ids(resource_id: str) -> None:
+    ehr = ScriptedEhr()
+
+    with pytest.raises(ValueError, match="FHIR id"):
+        make_client(ehr).read("Appointment", resource_id)
+
+    assert ehr.requests == []
+
+
 def test_operation_posts_parameters_body() -> None:
     parameters = {
         "resourceType": "Parameters",

@@ -81,3 +81,13 @@ def test_next_link_off_the_fhir_base_is_refused(next_url: str) -> None:
         list(pages)
 
     assert len(ehr.requests) == 1
+
+
+def test_paging_that_repeats_a_next_link_is_stopped() -> None:
+    looping_page = searchset([(appointment("eA1"), "match")], next_url=PAGE_2)
+    ehr = ScriptedEhr(fhir_response(200, looping_page), fhir_response(200, looping_page))
+
+    with pytest.raises(EhrProtocolError):
+        list(make_client(ehr).search_all("Appointment", {"status": "booked"}))
+
+    assert len(ehr.requests) == 2

@@ -52,9 +52,9 @@ class TokenEndpoint:
         self.urls: list[str] = []
         self._expires_in = expires_in
         self._delay = delay
-        self.transport = httpx.MockTransport(self._handle)
+        self.transport = httpx.MockTransport(self.handle)
 
-    def _handle(self, request: httpx.Request) -> httpx.Response:
+    def handle(self, request: httpx.Request) -> httpx.Response:
         self.urls.append(str(request.url))
         if request.url.path.endswith("/.well-known/smart-configuration"):
             return httpx.Response(200, json={"token_endpoint": TOKEN_URL})
@@ -241,6 +241,27 @@ def test_concurrent_callers_share_one_token_request(signing_key: SigningKey) -> 
 
     assert results == ["tok-1"] * 8
     assert len(tokens.forms) == 1
+
+
+def test_token_endpoint_outage_is_retried_like_any_transient_failure(
+    signing_key: SigningKey,
+) -> None:
+    tokens = TokenEndpoint()
+    outage_then_tokens = ScriptedEhr(httpx.Response(503), tokens.handle)
+    auth = SmartBackendServicesAuth(
+        fhir_base_url=BASE_URL,
+        client_id=CLIENT_ID,
+        signing_key=signing_key,
+        scope=SCOPE,
+        token_endpoint=TOKEN_URL,
+        transport=outage_then_tokens.transport,
+    )
+    ehr = ScriptedEhr(fhir_response(200, patient()))
+
+    fhir_client(ehr, auth).read("Patient", PATIENT_ID)
+
+    assert ehr.authorizations == ["Bearer tok-1"]
+    assert len(outage_then_tokens.requests) == 2
 
 
 def test_static_bearer_auth_sends_the_given_token() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -65,7 +67,19 @@ def create_app(config: ServerConfig) -> FastAPI:
     """Build the fake EHR application around a fresh in-memory state."""
     state = EhrState(config)
     fhir = FhirInteractions(state)
-    app = FastAPI(title="fhir-bridge fake EHR", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.subscriptions.shutdown()
+
+    app = FastAPI(
+        title="fhir-bridge fake EHR",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.ehr = state
     app.include_router(admin_router(state))
 
@@ -90,10 +104,6 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, __: RequestValidationError) -> Response:
         return fhir_response(operation_outcome("error", "invalid", "Malformed request"), 400)
-
-    @app.on_event("shutdown")
-    def _stop_threads() -> None:
-        state.subscriptions.shutdown()
 
     @app.get("/fhir/metadata")
     def metadata() -> Response:
@@ -120,7 +130,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         params = dict(request.query_params)
         if "_getpages" not in params:
             raise NotFoundError("Unknown request")
-        authorize(request, "*", "s")
+        state.auth.scopes_for(request.headers.get("authorization"))
+        authorize(request, state.pager.resource_type_of(params["_getpages"]), "s")
         state.count("search-type")
         return fhir_response(fhir.page(params))
 

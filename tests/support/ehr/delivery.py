@@ -88,8 +88,9 @@ class DeliveryLog:
 class _Worker:
     """Delivers one subscription's notifications strictly in queue order."""
 
-    def __init__(self, dispatcher: Dispatcher, subscription_id: str) -> None:
+    def __init__(self, dispatcher: Dispatcher, subscription_id: str, generation: int) -> None:
         self._dispatcher = dispatcher
+        self._generation = generation
         self.queue: queue.Queue[Delivery | None] = queue.Queue()
         self.thread = threading.Thread(
             target=self._run, name=f"ehr-delivery-{subscription_id}", daemon=True
@@ -102,7 +103,7 @@ class _Worker:
                 delivery = self.queue.get()
                 if delivery is None:
                     return
-                self._dispatcher.send(client, delivery)
+                self._dispatcher.send(client, delivery, self._generation)
 
 
 class Dispatcher:
@@ -122,7 +123,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._workers: dict[str, _Worker] = {}
         self._reorder_buffers: dict[str, list[Delivery]] = {}
-        self.sent_count = 0
+        self._generation = 0
 
     def submit(self, delivery: Delivery) -> None:
         """Queue a notification; event notifications pass through the chaos options."""
@@ -171,12 +172,16 @@ class Dispatcher:
             workers = list(self._workers.values())
             self._workers.clear()
             self._reorder_buffers.clear()
-            self.sent_count = 0
+            self._generation += 1
         for worker in workers:
             worker.queue.put(None)
 
-    def send(self, client: httpx.Client, delivery: Delivery) -> None:
-        """Perform one HTTP delivery (worker thread) and report the outcome."""
+    def send(self, client: httpx.Client, delivery: Delivery, generation: int) -> None:
+        """Perform one HTTP delivery (worker thread) and report the outcome.
+
+        Results of requests still in flight during `/_admin/reset` are discarded, so one
+        test's slow endpoint cannot leak records or status changes into the next test.
+        """
         if not self._is_deliverable(delivery):
             return
         try:
@@ -184,16 +189,22 @@ class Dispatcher:
                 delivery.method, delivery.url, content=delivery.body, headers=delivery.headers
             )
         except httpx.HTTPError as error:
+            if self._stale(generation):
+                return
             detail = type(error).__name__
             self._log.record(delivery, error=detail)
             log.info("delivery to subscription %s failed: %s", delivery.subscription_id, detail)
             self._on_result(delivery, False, detail)
             return
-        with self._lock:
-            self.sent_count += 1
+        if self._stale(generation):
+            return
         self._log.record(delivery, status_code=response.status_code)
         ok = 200 <= response.status_code < 300
         self._on_result(delivery, ok, None if ok else f"HTTP {response.status_code}")
+
+    def _stale(self, generation: int) -> bool:
+        with self._lock:
+            return generation != self._generation
 
     def _release_shuffled(self, deliveries: list[Delivery]) -> None:
         if not deliveries:
@@ -206,6 +217,6 @@ class Dispatcher:
         with self._lock:
             worker = self._workers.get(delivery.subscription_id)
             if worker is None:
-                worker = _Worker(self, delivery.subscription_id)
+                worker = _Worker(self, delivery.subscription_id, self._generation)
                 self._workers[delivery.subscription_id] = worker
         worker.queue.put(delivery)

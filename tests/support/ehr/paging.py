@@ -19,6 +19,7 @@ _MAX_CACHED_SEARCHES = 500
 
 @dataclass(frozen=True)
 class _Snapshot:
+    type_: str
     self_url: str
     resources: list[dict[str, Any]]
 
@@ -59,10 +60,18 @@ class SearchPager:
         self_url = f"{base_url}/{type_}" + (f"?{query}" if query else "")
         search_id = str(uuid.uuid4())
         with self._lock:
-            self._snapshots[search_id] = _Snapshot(self_url, resources)
+            self._snapshots[search_id] = _Snapshot(type_, self_url, resources)
             while len(self._snapshots) > _MAX_CACHED_SEARCHES:
                 self._snapshots.popitem(last=False)
         return self._bundle(base_url, search_id, self_url, 0, page_size(params))
+
+    def resource_type_of(self, search_id: str) -> str:
+        """The resource type a cached search returns, so paging can be scope-checked."""
+        with self._lock:
+            snapshot = self._snapshots.get(search_id)
+        if snapshot is None:
+            raise NotFoundError("Search results have expired or never existed")
+        return snapshot.type_
 
     def page(self, base_url: str, search_id: str, offset: int, count: int) -> dict[str, Any]:
         """Bundle for a later page addressed by a `next` link."""

@@ -170,6 +170,13 @@ def _match_patient(resource: dict[str, Any], value: str) -> bool:
     return any(_reference_matches(ref, value, "Patient") for ref in references)
 
 
+def _match_actor(resource: dict[str, Any], value: str) -> bool:
+    return any(
+        _reference_matches((participant.get("actor") or {}).get("reference"), value, None)
+        for participant in resource.get("participant") or []
+    )
+
+
 _MATCHERS = {
     "_id": _match_id,
     "_lastUpdated": _match_last_updated,
@@ -177,4 +184,5 @@ _MATCHERS = {
     "identifier": _match_identifier,
     "subject": _match_subject,
     "patient": _match_patient,
+    "actor": _match_actor,
 }
