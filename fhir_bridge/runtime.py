@@ -11,7 +11,6 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import ChannelAdapter
+from channels.registry import build_adapters
 from fhir_bridge.fhir.client import EhrClient, RetryPolicy
 from fhir_bridge.settings import Settings, get_settings
 from fhir_bridge.store.db import make_engine, make_session_factory
@@ -68,7 +68,7 @@ class Runtime:
     @property
     def adapters(self) -> Mapping[str, ChannelAdapter]:
         if "adapters" not in self._cache:
-            self._cache["adapters"] = build_adapters(self.settings)
+            self._cache["adapters"] = build_adapters(self.settings.channels_config())
         adapters: Mapping[str, ChannelAdapter] = self._cache["adapters"]
         return adapters
 
@@ -119,56 +119,6 @@ def load_signing_key(settings: Settings) -> Any:
         return load_signing_key_file(settings.ehr_private_key_file)
     assert settings.ehr_private_key is not None
     return from_pem(settings.ehr_private_key.get_secret_value())
-
-
-def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
-    """One adapter per channel, as configured."""
-    adapters: dict[str, ChannelAdapter] = {}
-    outbox = Path(settings.outbox_dir)
-    if settings.email_provider == "smtp":
-        from channels.smtp import SmtpEmailAdapter
-
-        adapters["email"] = SmtpEmailAdapter(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            from_address=settings.smtp_from,
-            security=settings.smtp_security,
-            username=settings.smtp_username,
-            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        )
-    elif settings.email_provider == "outbox":
-        from channels.outbox import OutboxAdapter
-
-        adapters["email"] = OutboxAdapter(path=outbox / "email.jsonl", channel="email")
-    if settings.sms_provider == "twilio":
-        adapters["sms"] = _twilio_adapter(settings)
-    elif settings.sms_provider == "outbox":
-        from channels.outbox import OutboxAdapter
-
-        adapters["sms"] = OutboxAdapter(path=outbox / "sms.jsonl", channel="sms")
-    return adapters
-
-
-def _twilio_adapter(settings: Settings) -> ChannelAdapter:
-    from channels.ratelimit import RedisTokenBucket
-    from channels.twilio_sms import TwilioSmsAdapter
-
-    assert settings.twilio_account_sid and settings.twilio_auth_token
-    limiter = RedisTokenBucket(
-        settings.redis_url,
-        key=f"fhir-bridge:sms-rate:{settings.twilio_account_sid}",
-        rate_per_second=settings.sms_rate_per_second,
-        burst=max(1, int(settings.sms_rate_per_second)),
-    )
-    adapter: ChannelAdapter = TwilioSmsAdapter(
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token.get_secret_value(),
-        from_number=settings.twilio_from_number,
-        messaging_service_sid=settings.twilio_messaging_service_sid,
-        base_url=settings.twilio_base_url,
-        rate_limiter=limiter,
-    )
-    return adapter
 
 
 @functools.lru_cache(maxsize=1)

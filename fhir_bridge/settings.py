@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from channels.registry import ChannelsConfig
 
 ENV_PREFIX = "FHIR_BRIDGE_"
 SUBSCRIBED_TYPES = ("Appointment", "MedicationRequest", "Encounter")
@@ -93,12 +96,25 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
     sms_rate_per_second: float = Field(default=10.0, gt=0)
+    sms_rate_burst: int = Field(default=10, ge=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Two-way messaging
+    clinic_reference: str | None = None
+    inbound_identifier_system: str = "urn:fhir-bridge:inbound-sms"
+    crisis_reply_text: str = (
+        "If you are in danger or thinking about harming yourself, call or text 988 "
+        "(Suicide & Crisis Lifeline) or call 911."
+    )
+    crisis_terms: list[str] | None = None
+    confirmation_window_days: int = Field(default=14, ge=1)
+    ehr_update_attempts: int = Field(default=3, ge=1, le=10)
+    channel_fallback: bool = True
 
     @field_validator("public_base_url", "ehr_base_url", "twilio_base_url")
     @classmethod
@@ -123,20 +139,40 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "EHR_AUTH=smart-backend needs " + ", ".join(ENV_PREFIX + m for m in missing)
                 )
-        if self.sms_provider == "twilio" and not (
-            self.twilio_account_sid
-            and self.twilio_auth_token
-            and (self.twilio_from_number or self.twilio_messaging_service_sid)
-        ):
-            raise ValueError(
-                "SMS_PROVIDER=twilio needs FHIR_BRIDGE_TWILIO_ACCOUNT_SID, "
-                "FHIR_BRIDGE_TWILIO_AUTH_TOKEN and a from number or messaging service"
-            )
+        try:
+            self.channels_config()
+        except ValidationError as exc:
+            problems = "; ".join(str(error["msg"]) for error in exc.errors())
+            raise ValueError(f"channel settings: {problems}") from None
         return self
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def channels_config(self) -> ChannelsConfig:
+        """The channel adapters' own config, from the flat FHIR_BRIDGE_* variables."""
+        from channels.registry import ChannelsConfig
+
+        return ChannelsConfig(
+            sms_provider=self.sms_provider,
+            email_provider=self.email_provider,
+            outbox_dir=self.outbox_dir,
+            twilio_account_sid=self.twilio_account_sid,
+            twilio_auth_token=self.twilio_auth_token,
+            twilio_from_number=self.twilio_from_number,
+            twilio_messaging_service_sid=self.twilio_messaging_service_sid,
+            twilio_base_url=self.twilio_base_url,
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_security=self.smtp_security,
+            smtp_username=self.smtp_username,
+            smtp_password=self.smtp_password,
+            smtp_from_address=self.smtp_from,
+            sms_rate_per_second=self.sms_rate_per_second,
+            sms_rate_burst=self.sms_rate_burst,
+            redis_url=self.redis_url,
+        )
 
     def require_ehr(self) -> str:
         """The EHR base URL, or a clear error for commands that need one."""

@@ -172,3 +172,104 @@ class Watermark(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[datetime]
+
+
+# Two-way messaging (fhir_bridge.inbound): status callbacks, inbound SMS, replies.
+
+
+class DeliveryReceipt(Base):
+    """A provider status callback, stored once per (provider message, status) before we answer."""
+
+    __tablename__ = "delivery_receipt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(36), index=True)
+    provider_message_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16), default="pending")
+
+    __table_args__ = (
+        UniqueConstraint("provider_message_id", "status", name="uq_receipt_sid_status"),
+    )
+
+
+class CommunicationSync(Base):
+    """A message whose Communication in the EHR must catch up with its delivery status."""
+
+    __tablename__ = "communication_sync"
+
+    message_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_communication_sync_status", "status"),)
+
+
+class InboundMessage(Base):
+    """An inbound SMS, stored once per provider MessageSid before we answer the webhook."""
+
+    __tablename__ = "inbound_message"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_message_id: Mapped[str] = mapped_column(String(128), unique=True)
+    from_address: Mapped[str] = mapped_column(String(64), index=True)
+    to_address: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+    patient_ref: Mapped[str | None] = mapped_column(String(200))
+    in_reply_to: Mapped[str | None] = mapped_column(String(36))
+    intent: Mapped[str | None] = mapped_column(String(32))
+    steps_done: Mapped[list[Any]] = mapped_column(default=list)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_inbound_status", "status"),)
+
+
+class SmsReply(Base):
+    """One reply SMS; the row is written before the provider call (exactly-once, like sends).
+
+    status: pending -> sending -> sent, or withheld (no consent) / failed / unknown.
+    """
+
+    __tablename__ = "sms_reply"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    inbound_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    to_address: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class StaffInboxItem(Base):
+    """Something a patient sent that a person at the clinic must read and act on."""
+
+    __tablename__ = "staff_inbox_item"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inbound_id: Mapped[int] = mapped_column(Integer, unique=True)
+    patient_ref: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    communication_ref: Mapped[str | None] = mapped_column(String(200))
+    task_ref: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

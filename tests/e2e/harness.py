@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from fhir_bridge.settings import Settings
 from fhir_bridge.fhir.keys import generate_private_key, load_signing_key, public_jwks
+from fhir_bridge.settings import Settings
 from tests.support.bridge import BridgeProcesses
 from tests.support.databases import postgres_database
 from tests.support.ehr.process import EhrServer
@@ -52,8 +52,13 @@ def write_rules(path: Path, offsets: list[str]) -> Path:
 
 @contextmanager
 def running_stack(
-    tmp_path: Path, *, offsets: list[str], subscription_kind: str = "topic",
-    payload: str = "id-only", fhir_version: str = "R4", supports_events: bool = True,
+    tmp_path: Path,
+    *,
+    offsets: list[str],
+    subscription_kind: str = "topic",
+    payload: str = "id-only",
+    fhir_version: str = "R4",
+    supports_events: bool = True,
 ) -> Iterator[Stack]:
     with ExitStack() as stack:
         ehr = stack.enter_context(
@@ -101,7 +106,9 @@ def running_stack(
         yield Stack(ehr=ehr, smtp=smtp, bridge=bridge, database_url=database_url)
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, logs: Callable[[], str]) -> Any:
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float, what: str, logs: Callable[[], str]
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()

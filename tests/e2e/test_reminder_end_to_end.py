@@ -32,12 +32,15 @@ def _emails_to(stack: Stack, address: str) -> list[object]:
 def test_booked_appointment_is_reminded_once_and_written_back(tmp_path: Path) -> None:
     with running_stack(tmp_path, offsets=["PT1H"]) as stack:
         stack.bridge.start_worker()
-        patient_id, appointment_id = _book(stack, "MRN-1001", "ana.lopez@example.net",
-                                           timedelta(seconds=8))
+        patient_id, appointment_id = _book(
+            stack, "MRN-1001", "ana.lopez@example.net", timedelta(seconds=8)
+        )
 
         communications = wait_for(
             lambda: [c for c in stack.communications(patient_id) if c["status"] == "completed"],
-            timeout=90, what="a completed Communication", logs=stack.bridge.logs,
+            timeout=90,
+            what="a completed Communication",
+            logs=stack.bridge.logs,
         )
 
         emails = _emails_to(stack, "ana.lopez@example.net")
@@ -71,8 +74,12 @@ def test_reminders_survive_duplicates_reordering_drops_and_a_killed_worker(
         stack.ehr.update({**current, "status": "cancelled"})
         stack.ehr.flush()
 
-        wait_for(lambda: len(stack.smtp.messages) >= 1, timeout=90,
-                 what="the first reminder", logs=stack.bridge.logs)
+        wait_for(
+            lambda: len(stack.smtp.messages) >= 1,
+            timeout=90,
+            what="the first reminder",
+            logs=stack.bridge.logs,
+        )
         stack.bridge.kill_workers()
         stack.bridge.start_worker()
         stack.ehr.flush()
@@ -83,7 +90,9 @@ def test_reminders_survive_duplicates_reordering_drops_and_a_killed_worker(
                 any(c["status"] in ("completed", "unknown") for c in stack.communications(p))
                 for p, _, _ in expected
             ),
-            timeout=150, what="a Communication for every reminder", logs=stack.bridge.logs,
+            timeout=150,
+            what="a Communication for every reminder",
+            logs=stack.bridge.logs,
         )
         stack.ehr.flush()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,7 +55,11 @@ class BridgeProcesses:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "fhir_bridge", *args],
-            env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=120,
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"fhir-bridge {' '.join(args)} failed:\n{result.stderr[-3000:]}")
@@ -124,7 +129,5 @@ def _kill_tree(pid: int, sig: signal.Signals) -> None:
     ).stdout.split()
     for child in children:
         _kill_tree(int(child), sig)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

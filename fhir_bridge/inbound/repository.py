@@ -1,0 +1,231 @@
+"""SQL for the two-way messaging tables (receipts, Communication sync, inbound, replies, inbox)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fhir_bridge.store.models import (
+    CommunicationSync,
+    DeliveryReceipt,
+    InboundMessage,
+    LedgerEntry,
+    PlannedMessage,
+    SmsReply,
+    StaffInboxItem,
+)
+
+SENT_STATUSES = ("sent", "unknown")
+
+
+def insert_once[RowT: (DeliveryReceipt, InboundMessage, SmsReply, StaffInboxItem)](
+    session: Session, row: RowT
+) -> RowT | None:
+    """Insert a row guarded by a unique key; ``None`` when it already exists (a duplicate)."""
+    savepoint = session.begin_nested()
+    try:
+        session.add(row)
+        session.flush()
+    except IntegrityError:
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    return row
+
+
+def receipts_to_apply(session: Session, message_id: str) -> Sequence[DeliveryReceipt]:
+    return list(
+        session.scalars(
+            select(DeliveryReceipt)
+            .where(DeliveryReceipt.message_id == message_id, DeliveryReceipt.outcome == "pending")
+            .order_by(DeliveryReceipt.id)
+        )
+    )
+
+
+def message_ids_with_pending_receipts(session: Session, limit: int) -> Sequence[str]:
+    return list(
+        session.scalars(
+            select(DeliveryReceipt.message_id)
+            .where(DeliveryReceipt.outcome == "pending")
+            .distinct()
+            .limit(limit)
+        )
+    )
+
+
+def planned_for_update(session: Session, message_id: str) -> PlannedMessage | None:
+    return session.scalar(
+        select(PlannedMessage).where(PlannedMessage.id == message_id).with_for_update()
+    )
+
+
+def request_communication_sync(session: Session, message_id: str, now: datetime) -> None:
+    """Mark a message's Communication as needing an update (idempotent)."""
+    row = session.get(CommunicationSync, message_id)
+    if row is None:
+        insert = CommunicationSync(message_id=message_id, status="pending", requested_at=now)
+        savepoint = session.begin_nested()
+        try:
+            session.add(insert)
+            session.flush()
+        except IntegrityError:
+            savepoint.rollback()
+            row = session.get(CommunicationSync, message_id)
+        else:
+            savepoint.commit()
+            return
+    if row is not None:
+        row.status, row.requested_at, row.lease_until = "pending", now, None
+
+
+def claim_sync(session: Session, message_id: str, now: datetime, lease: timedelta) -> bool:
+    result = session.execute(
+        update(CommunicationSync)
+        .where(
+            CommunicationSync.message_id == message_id,
+            or_(
+                (CommunicationSync.status == "pending")
+                & or_(CommunicationSync.lease_until.is_(None), CommunicationSync.lease_until < now),
+                (CommunicationSync.status == "processing") & (CommunicationSync.lease_until < now),
+            ),
+        )
+        .values(
+            status="processing", lease_until=now + lease, attempts=CommunicationSync.attempts + 1
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish_sync(
+    session: Session, message_id: str, status: str, now: datetime, *, retry_at: datetime | None
+) -> None:
+    """Settle a sync: ``done``, ``failed``, or back to ``pending`` (not before ``retry_at``)."""
+    session.execute(
+        update(CommunicationSync)
+        .where(CommunicationSync.message_id == message_id)
+        .values(
+            status=status,
+            lease_until=retry_at,
+            done_at=now if status in ("done", "failed") else None,
+            error_code=None if status == "done" else CommunicationSync.error_code,
+        )
+    )
+
+
+def syncs_due(session: Session, now: datetime, limit: int) -> Sequence[str]:
+    return list(
+        session.scalars(
+            select(CommunicationSync.message_id)
+            .where(
+                or_(
+                    (CommunicationSync.status == "pending")
+                    & or_(
+                        CommunicationSync.lease_until.is_(None),
+                        CommunicationSync.lease_until < now,
+                    ),
+                    (CommunicationSync.status == "processing")
+                    & (CommunicationSync.lease_until < now),
+                )
+            )
+            .limit(limit)
+        )
+    )
+
+
+def claim_inbound(session: Session, inbound_id: int, now: datetime, lease: timedelta) -> bool:
+    result = session.execute(
+        update(InboundMessage)
+        .where(
+            InboundMessage.id == inbound_id,
+            or_(
+                InboundMessage.status == "pending",
+                (InboundMessage.status == "processing") & (InboundMessage.lease_until < now),
+            ),
+        )
+        .values(status="processing", lease_until=now + lease, attempts=InboundMessage.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def inbound_due_for_relay(
+    session: Session, now: datetime, stale_after: timedelta, limit: int
+) -> Sequence[int]:
+    """Inbound messages never handed to the queue, handed over long ago, or abandoned."""
+    return list(
+        session.scalars(
+            select(InboundMessage.id)
+            .where(
+                or_(
+                    (InboundMessage.status == "pending")
+                    & or_(
+                        InboundMessage.enqueued_at.is_(None),
+                        InboundMessage.enqueued_at < now - stale_after,
+                    ),
+                    (InboundMessage.status == "processing") & (InboundMessage.lease_until < now),
+                )
+            )
+            .order_by(InboundMessage.id)
+            .limit(limit)
+        )
+    )
+
+
+def mark_inbound_enqueued(session: Session, ids: Sequence[int], now: datetime) -> None:
+    if ids:
+        session.execute(
+            update(InboundMessage).where(InboundMessage.id.in_(ids)).values(enqueued_at=now)
+        )
+
+
+def last_message_to(session: Session, address: str) -> PlannedMessage | None:
+    """The most recent SMS we sent to ``address``: who the sender is, and what they answer."""
+    return session.scalar(
+        select(PlannedMessage)
+        .where(
+            PlannedMessage.address == address,
+            PlannedMessage.channel == "sms",
+            PlannedMessage.status.in_(SENT_STATUSES),
+        )
+        .order_by(PlannedMessage.sent_at.desc(), PlannedMessage.created_at.desc())
+        .limit(1)
+    )
+
+
+def ledger_for_address(session: Session, channel: str, address: str) -> Sequence[LedgerEntry]:
+    return list(
+        session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.channel.in_((channel, "*")), LedgerEntry.address == address)
+            .order_by(LedgerEntry.recorded_at, LedgerEntry.id)
+        )
+    )
+
+
+def reply_by_key(session: Session, key: str) -> SmsReply | None:
+    return session.scalar(select(SmsReply).where(SmsReply.key == key))
+
+
+def replies_for(session: Session, inbound_id: int) -> Sequence[SmsReply]:
+    return list(
+        session.scalars(
+            select(SmsReply).where(SmsReply.inbound_id == inbound_id).order_by(SmsReply.created_at)
+        )
+    )
+
+
+def open_inbox_items(session: Session, limit: int) -> Sequence[StaffInboxItem]:
+    return list(
+        session.scalars(
+            select(StaffInboxItem)
+            .where(StaffInboxItem.status == "open")
+            .order_by(StaffInboxItem.priority.desc(), StaffInboxItem.created_at)
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,1 @@
+"""Specifications of the event pipeline: ingest, store, sync, planning, delivery, write-back."""
