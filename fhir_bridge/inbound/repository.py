@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,11 +21,10 @@ from fhir_bridge.store.models import (
 )
 
 SENT_STATUSES = ("sent", "unknown")
+RowT = TypeVar("RowT", DeliveryReceipt, InboundMessage, SmsReply, StaffInboxItem)
 
 
-def insert_once[RowT: (DeliveryReceipt, InboundMessage, SmsReply, StaffInboxItem)](
-    session: Session, row: RowT
-) -> RowT | None:
+def insert_once(session: Session, row: RowT) -> RowT | None:
     """Insert a row guarded by a unique key; ``None`` when it already exists (a duplicate)."""
     savepoint = session.begin_nested()
     try:

@@ -1,0 +1,366 @@
+"""The notification endpoints: authenticate, validate, store once, answer.
+
+Every accepted notification is one inbox row; anything refused leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from fhir_bridge import jobs
+from fhir_bridge.api import notifications
+from fhir_bridge.api.app import create_app
+from fhir_bridge.ingest.auth import subscription_signing_key, subscription_token
+from fhir_bridge.runtime import Runtime
+from fhir_bridge.store.db import transaction
+from fhir_bridge.store.models import InboxNotification, Subscription
+from tests.conftest import NOTIFICATION_SECRET
+from tests.pipeline.conftest import add_subscription, make_runtime
+from tests.pipeline.samples import (
+    PATIENT_EMAIL,
+    PATIENT_NAME,
+    appointment,
+    notification_bundle,
+    patient,
+    r4_status,
+    r4b_status,
+)
+
+SUBSCRIPTION_ID = "3f1d2c4b-5a69-4e7f-8a1b-2c3d4e5f6a7b"
+FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Inbox ids handed to the queue, instead of a real broker."""
+    ids: list[int] = []
+    monkeypatch.setattr(notifications, "enqueue_inbox", ids.append)
+    return ids
+
+
+@pytest.fixture
+def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    rt = make_runtime(database_url, tmp_path, max_notification_bytes=4096)
+    add_subscription(rt, subscription_id=SUBSCRIPTION_ID)
+    yield rt
+    rt.engine.dispose()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime)) as test_client:
+        yield test_client
+
+
+def _bearer(subscription_id: str = SUBSCRIPTION_ID) -> dict[str, str]:
+    token = subscription_token(NOTIFICATION_SECRET, subscription_id)
+    return {"Authorization": f"Bearer {token}", "Content-Type": FHIR_JSON}
+
+
+def _post(client: TestClient, body: dict[str, Any], **headers: str) -> Any:
+    return client.post(
+        f"/notifications/{SUBSCRIPTION_ID}",
+        content=json.dumps(body),
+        headers={**_bearer(), **headers},
+    )
+
+
+def _inbox(rt: Runtime) -> list[InboxNotification]:
+    with transaction(rt.sessions) as session:
+        return list(session.scalars(select(InboxNotification).order_by(InboxNotification.id)))
+
+
+def _subscription(rt: Runtime) -> Subscription:
+    with transaction(rt.sessions) as session:
+        row = session.get(Subscription, SUBSCRIPTION_ID)
+        assert row is not None
+        return row
+
+
+def _id_only_event() -> dict[str, Any]:
+    status = r4_status(
+        "event-notification", events=[(1, "Appointment/eWLhfjXHp4RUczv2VLqhCGQ3")],
+        events_since_start=1,
+    )
+    return notification_bundle(status)
+
+
+def test_unknown_subscription_is_refused_and_nothing_is_stored(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    unknown = "9a8b7c6d-0000-4000-8000-000000000000"
+    response = client.post(
+        f"/notifications/{unknown}", content=json.dumps(_id_only_event()), headers=_bearer(unknown)
+    )
+
+    assert response.status_code == 401
+    assert _inbox(runtime) == []
+    assert enqueued == []
+
+
+def test_wrong_bearer_token_is_refused(client: TestClient, runtime: Runtime) -> None:
+    response = client.post(
+        f"/notifications/{SUBSCRIPTION_ID}",
+        content=json.dumps(_id_only_event()),
+        headers={"Authorization": "Bearer not-the-token", "Content-Type": FHIR_JSON},
+    )
+
+    assert response.status_code == 401
+    assert response.json()["issue"][0]["code"] == "login"
+    assert _inbox(runtime) == []
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        pytest.param(
+            notification_bundle(
+                r4_status(
+                    "event-notification",
+                    events=[(1, "Appointment/eWLhfjXHp4RUczv2VLqhCGQ3")],
+                    events_since_start=1,
+                ),
+                appointment(),
+            ),
+            id="full-resource",
+        ),
+        pytest.param(_id_only_event(), id="id-only"),
+        pytest.param(
+            notification_bundle(
+                r4_status("event-notification", events=[(1, None)], events_since_start=1)
+            ),
+            id="empty",
+        ),
+    ],
+)
+def test_backport_r4_notification_is_stored_once_and_queued(
+    client: TestClient, runtime: Runtime, enqueued: list[int], bundle: dict[str, Any]
+) -> None:
+    response = _post(client, bundle)
+
+    assert response.status_code == 200
+    rows = _inbox(runtime)
+    assert [(row.kind, row.status) for row in rows] == [("event-notification", "pending")]
+    assert enqueued == [rows[0].id]
+
+
+def test_r4b_subscription_status_notification_is_accepted(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    status = r4b_status(
+        "event-notification",
+        events=[(4, "Appointment/eWLhfjXHp4RUczv2VLqhCGQ3")],
+        events_since_start=4,
+    )
+
+    response = _post(client, notification_bundle(status))
+
+    assert response.status_code == 200
+    assert [row.kind for row in _inbox(runtime)] == ["event-notification"]
+
+
+def test_heartbeat_is_accepted_and_recorded(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    response = _post(client, notification_bundle(r4_status("heartbeat", events_since_start=2)))
+
+    assert response.status_code == 200
+    assert _subscription(runtime).last_heartbeat_at is not None
+    assert [row.kind for row in _inbox(runtime)] == ["heartbeat"]
+
+
+def test_handshake_is_accepted_and_recorded(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    response = _post(client, notification_bundle(r4_status("handshake", status="requested")))
+
+    assert response.status_code == 200
+    assert _subscription(runtime).last_notification_at is not None
+    assert [row.kind for row in _inbox(runtime)] == ["handshake"]
+
+
+def test_the_same_notification_twice_is_stored_once(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    first = _post(client, _id_only_event())
+    second = _post(client, _id_only_event())
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert "duplicate" in second.json()["issue"][0]["diagnostics"]
+    assert len(_inbox(runtime)) == 1
+    assert len(enqueued) == 1
+
+
+def test_malformed_json_is_a_400_operation_outcome_and_nothing_is_stored(
+    client: TestClient, runtime: Runtime
+) -> None:
+    response = client.post(
+        f"/notifications/{SUBSCRIPTION_ID}", content=b'{"resourceType": "Bundle", ', headers=_bearer()
+    )
+
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert _inbox(runtime) == []
+
+
+def test_hapi_style_put_with_another_resource_type_is_refused(
+    client: TestClient, runtime: Runtime
+) -> None:
+    response = client.put(
+        f"/notifications/{SUBSCRIPTION_ID}/Appointment/eJzlzKe3KPzAV5TtkxmNivQ3",
+        content=json.dumps(patient()),
+        headers=_bearer(),
+    )
+
+    assert response.status_code == 400
+    assert _inbox(runtime) == []
+
+
+def test_hapi_style_put_whose_id_differs_from_the_url_is_refused(
+    client: TestClient, runtime: Runtime
+) -> None:
+    response = client.put(
+        f"/notifications/{SUBSCRIPTION_ID}/Appointment/some-other-appointment",
+        content=json.dumps(appointment()),
+        headers=_bearer(),
+    )
+
+    assert response.status_code == 400
+    assert _inbox(runtime) == []
+
+
+def test_hapi_style_put_of_a_valid_resource_is_stored(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    response = client.put(
+        f"/notifications/{SUBSCRIPTION_ID}/Appointment/eWLhfjXHp4RUczv2VLqhCGQ3",
+        content=json.dumps(appointment()),
+        headers=_bearer(),
+    )
+
+    assert response.status_code == 200
+    assert [row.kind for row in _inbox(runtime)] == ["classic-resource"]
+
+
+def test_invalid_fhir_is_refused_without_echoing_patient_data(
+    client: TestClient, runtime: Runtime
+) -> None:
+    bad = patient()
+    bad["birthDate"] = f"born {PATIENT_NAME} {PATIENT_EMAIL}"
+    bad["name"][0]["text"] = {"not": "a string"}
+
+    response = client.put(
+        f"/notifications/{SUBSCRIPTION_ID}/Patient/{bad['id']}",
+        content=json.dumps(bad),
+        headers=_bearer(),
+    )
+
+    assert response.status_code == 400
+    text = response.text
+    assert PATIENT_NAME not in text
+    assert PATIENT_EMAIL not in text
+    assert "Lopez" not in text
+    assert _inbox(runtime) == []
+
+
+def test_appointment_with_an_invalid_datetime_is_refused(
+    client: TestClient, runtime: Runtime
+) -> None:
+    bad = appointment(start="next Tuesday at 3:30")
+
+    response = client.put(
+        f"/notifications/{SUBSCRIPTION_ID}/Appointment/{bad['id']}",
+        content=json.dumps(bad),
+        headers=_bearer(),
+    )
+
+    assert response.status_code == 400
+    assert "next Tuesday" not in response.text
+    assert _inbox(runtime) == []
+
+
+def test_oversized_body_is_refused_with_413(client: TestClient, runtime: Runtime) -> None:
+    bundle = _id_only_event()
+    bundle["entry"][0]["resource"]["id"] = "x" * 5000
+
+    response = _post(client, bundle)
+
+    assert response.status_code == 413
+    assert _inbox(runtime) == []
+
+
+def _signed(body: bytes, key: str) -> str:
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_medplum_style_resource_with_a_valid_signature_is_stored(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    body = json.dumps(appointment()).encode()
+    key = subscription_signing_key(NOTIFICATION_SECRET, SUBSCRIPTION_ID)
+
+    response = client.post(
+        f"/notifications/{SUBSCRIPTION_ID}",
+        content=body,
+        headers={"Content-Type": FHIR_JSON, "X-Signature": _signed(body, key)},
+    )
+
+    assert response.status_code == 200
+    assert [row.kind for row in _inbox(runtime)] == ["classic-resource"]
+
+
+def test_medplum_style_resource_with_a_wrong_signature_is_refused(
+    client: TestClient, runtime: Runtime
+) -> None:
+    body = json.dumps(appointment()).encode()
+
+    response = client.post(
+        f"/notifications/{SUBSCRIPTION_ID}",
+        content=body,
+        headers={"Content-Type": FHIR_JSON, "X-Signature": _signed(body, "some-other-key")},
+    )
+
+    assert response.status_code == 401
+    assert _inbox(runtime) == []
+
+
+def test_broker_outage_still_answers_200_and_leaves_the_row_for_the_relay(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fhir_bridge.settings import get_settings
+
+    monkeypatch.setenv("FHIR_BRIDGE_BROKER_URL", runtime.settings.broker_url)
+    get_settings.cache_clear()
+    try:
+        response = _post(client, _id_only_event())
+    finally:
+        get_settings.cache_clear()
+
+    assert response.status_code == 200
+    rows = _inbox(runtime)
+    assert [row.status for row in rows] == ["pending"]
+    assert jobs.inbox_to_relay(runtime) == [rows[0].id]
+
+
+def test_inbox_counts_one_row_per_distinct_event(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    for number in (1, 2, 3):
+        status = r4_status(
+            "event-notification",
+            events=[(number, "Appointment/eWLhfjXHp4RUczv2VLqhCGQ3")],
+            events_since_start=number,
+        )
+        assert _post(client, notification_bundle(status)).status_code == 200
+
+    with transaction(runtime.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(InboxNotification)) == 3
