@@ -229,3 +229,22 @@ def open_inbox_items(session: Session, limit: int) -> Sequence[StaffInboxItem]:
             .limit(limit)
         )
     )
+
+
+def get_message(session: Session, message_id: str) -> PlannedMessage | None:
+    return session.get(PlannedMessage, message_id)
+
+
+def sync_attempts(session: Session, message_id: str) -> int:
+    row = session.get(CommunicationSync, message_id)
+    return row.attempts if row is not None else 0
+
+
+def applied_receipts(session: Session, message_id: str) -> Sequence[DeliveryReceipt]:
+    return list(
+        session.scalars(
+            select(DeliveryReceipt)
+            .where(DeliveryReceipt.message_id == message_id, DeliveryReceipt.outcome == "applied")
+            .order_by(DeliveryReceipt.id)
+        )
+    )

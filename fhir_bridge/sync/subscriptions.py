@@ -208,21 +208,18 @@ def check_subscription(
         subscription.status = "off"
         return "missing"
     if remote.get("status") in ("error", "off"):
+        # Counted before the search, so every event it names is covered by the search.
+        counted = _remote_event_count(deps, subscription)
         _reactivate(ehr, plan, subscription, remote)
         catch_up_by_search(
             session, deps, subscription.resource_type, subscription.good_through, page_size
         )
         subscription.good_through = deps.now - deps.skew
+        subscription.events_through = max(subscription.events_through, counted or 0)
         subscription.status = "active"
         return "reactivated"
     subscription.status = _local_status(remote.get("status"))
-    if subscription.kind != "topic":
-        return "ok"
-    try:
-        status_bundle = deps.ehr.operation(f"Subscription/{subscription.remote_id}/$status")
-    except EhrNotSupported:
-        return "ok"
-    events_since = _events_since(status_bundle)
+    events_since = _remote_event_count(deps, subscription)
     if events_since is not None and events_since > subscription.events_through:
         recover_events(
             session, deps, subscription, subscription.events_through + 1, events_since, page_size
@@ -230,6 +227,17 @@ def check_subscription(
         subscription.events_through = events_since
         return "gap"
     return "ok"
+
+
+def _remote_event_count(deps: SyncDeps, subscription: Subscription) -> int | None:
+    """Events the EHR counts since the Subscription started (``$status``), if it says."""
+    if subscription.kind != "topic":
+        return None
+    try:
+        status_bundle = deps.ehr.operation(f"Subscription/{subscription.remote_id}/$status")
+    except EhrNotSupported:
+        return None
+    return _events_since(status_bundle)
 
 
 def _events_since(status_bundle: dict[str, Any]) -> int | None:

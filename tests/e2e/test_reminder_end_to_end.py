@@ -104,3 +104,28 @@ def test_reminders_survive_duplicates_reordering_drops_and_a_killed_worker(
         assert stack.communications(cancelled_patient) == []
         message_ids = Counter(str(m["Message-ID"]) for m in stack.smtp.messages)
         assert all(count == 1 for count in message_ids.values())
+        deliveries = stack.ehr.deliveries()
+        assert any(d["dropped"] for d in deliveries), "the EHR dropped nothing"
+        assert any(d["duplicated"] for d in deliveries), "the EHR duplicated nothing"
+        assert any(d["reordered"] for d in deliveries), "the EHR reordered nothing"
+
+
+def test_logs_of_a_full_run_contain_no_phi(tmp_path: Path) -> None:
+    with running_stack(tmp_path, offsets=["PT1H"]) as stack:
+        stack.bridge.start_worker()
+        patient_id, _ = _book(stack, "MRN-4242", "zoe.quintana@example.net", timedelta(seconds=6))
+        wait_for(
+            lambda: [c for c in stack.communications(patient_id) if c["status"] == "completed"],
+            timeout=90,
+            what="a completed Communication",
+            logs=stack.bridge.logs,
+        )
+        body = stack.communications(patient_id)[0]["payload"][0]["contentString"]
+        logs = stack.bridge.all_log_text()
+
+    assert "notification accepted" in logs and "message sent" in logs
+    for phi in ("Ana", "Lopez", "zoe.quintana@example.net", "MRN-4242", "1968-04-12"):
+        assert phi not in logs
+    for line in body.splitlines():
+        if len(line.strip()) > 20:
+            assert line.strip() not in logs
