@@ -37,6 +37,8 @@ from fhir_bridge.sync.subscriptions import SubscriptionPlan, check_subscription
 
 log = logging.getLogger(__name__)
 
+MAX_NOTIFICATION_ATTEMPTS = 10
+
 
 def patient_changed_hook(rt: Runtime, now: datetime) -> Callable[[Session, str], None]:
     """Re-plan a patient's outreach from our store (fetching the Patient once if unknown)."""
@@ -83,6 +85,12 @@ def process_inbox(rt: Runtime, inbox_id: int) -> str:
     with transaction(rt.sessions) as session:
         if not inbox_repository.claim(session, inbox_id, now, rt.lease):
             return "skipped"
+        if _attempts(session, inbox_id) > MAX_NOTIFICATION_ATTEMPTS:
+            inbox_repository.mark_failed(session, inbox_id, now, "gave-up", final=True)
+            log.error(
+                "notification abandoned after repeated failures", extra={"inbox_id": inbox_id}
+            )
+            return "failed"
     try:
         with transaction(rt.sessions) as session:
             row = inbox_repository.get(session, inbox_id)
@@ -109,7 +117,7 @@ def process_inbox(rt: Runtime, inbox_id: int) -> str:
         return "invalid"
     except EhrError as exc:
         with transaction(rt.sessions) as session:
-            final = _attempts(session, inbox_id) >= rt.settings.max_send_attempts * 2
+            final = _attempts(session, inbox_id) >= MAX_NOTIFICATION_ATTEMPTS
             inbox_repository.mark_failed(session, inbox_id, now, f"ehr:{exc.status}", final=final)
         log.warning("notification processing deferred", extra={"inbox_id": inbox_id})
         return "retry"
