@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fhir_bridge.fhir.errors import EhrError
+from fhir_bridge.inbound.jobs import status_callback_url
 from fhir_bridge.ingest import repository as inbox_repository
 from fhir_bridge.ingest.parsing import InvalidNotification
 from fhir_bridge.outreach import repository as message_repository
@@ -178,6 +179,7 @@ def delivery_deps(rt: Runtime) -> DeliveryDeps:
         lease=rt.lease,
         max_attempts=rt.settings.max_send_attempts,
         refresh=refresh,
+        status_callback_url=lambda message_id: status_callback_url(rt, message_id),
     )
 
 

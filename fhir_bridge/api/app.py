@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from fhir_bridge.api import health, notifications
+from fhir_bridge.api import health, notifications, twilio_webhooks
 from fhir_bridge.fhir.outcome import FHIR_JSON, operation_outcome
 from fhir_bridge.logging_setup import configure_logging
 from fhir_bridge.runtime import Runtime, get_runtime
@@ -19,6 +19,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = rt
     app.include_router(notifications.router)
     app.include_router(health.router)
+    app.include_router(twilio_webhooks.router)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:

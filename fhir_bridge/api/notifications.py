@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 
 from fhir_bridge.fhir.outcome import FHIR_JSON, operation_outcome
 from fhir_bridge.ingest.parsing import InvalidNotification
@@ -66,6 +67,7 @@ async def _receive(
         body = await _read_limited(request, rt.settings.max_notification_bytes)
     except BodyTooLarge:
         return _fhir_error(413, "too-long", "notification body exceeds the configured limit")
+    accepted_ids: list[int] = []
     try:
         accepted = await run_in_threadpool(
             accept_notification,
@@ -78,7 +80,7 @@ async def _receive(
             path_type=resource_type,
             path_id=resource_id,
             now=rt.clock(),
-            enqueue=enqueue_inbox,
+            enqueue=accepted_ids.append,
         )
     except NotAuthenticated:
         return _fhir_error(401, "login", "unknown subscription or invalid credentials")
@@ -89,4 +91,15 @@ async def _receive(
         "duplicate notification ignored" if accepted.duplicate else "notification accepted",
         severity="information",
     )
-    return JSONResponse(outcome, status_code=200, media_type=FHIR_JSON)
+    return JSONResponse(
+        outcome,
+        status_code=200,
+        media_type=FHIR_JSON,
+        background=BackgroundTask(_enqueue_all, accepted_ids),
+    )
+
+
+def _enqueue_all(inbox_ids: list[int]) -> None:
+    """After the 200 has gone out: a slow or absent broker never delays the EHR."""
+    for inbox_id in inbox_ids:
+        enqueue_inbox(inbox_id)

@@ -141,7 +141,10 @@ def r4_status(
             "name": "subscription",
             "valueReference": {"reference": f"{EHR_BASE}/Subscription/{subscription_id}"},
         },
-        {"name": "topic", "valueCanonical": "http://fhir-bridge.test/SubscriptionTopic/appointment-change"},
+        {
+            "name": "topic",
+            "valueCanonical": "http://fhir-bridge.test/SubscriptionTopic/appointment-change",
+        },
         {"name": "status", "valueCode": status},
         {"name": "type", "valueCode": kind},
         {"name": "events-since-subscription-start", "valueString": str(events_since_start)},

@@ -88,7 +88,8 @@ def _subscription(rt: Runtime) -> Subscription:
 
 def _id_only_event() -> dict[str, Any]:
     status = r4_status(
-        "event-notification", events=[(1, "Appointment/eWLhfjXHp4RUczv2VLqhCGQ3")],
+        "event-notification",
+        events=[(1, "Appointment/eWLhfjXHp4RUczv2VLqhCGQ3")],
         events_since_start=1,
     )
     return notification_bundle(status)
@@ -204,7 +205,9 @@ def test_malformed_json_is_a_400_operation_outcome_and_nothing_is_stored(
     client: TestClient, runtime: Runtime
 ) -> None:
     response = client.post(
-        f"/notifications/{SUBSCRIPTION_ID}", content=b'{"resourceType": "Bundle", ', headers=_bearer()
+        f"/notifications/{SUBSCRIPTION_ID}",
+        content=b'{"resourceType": "Bundle", ',
+        headers=_bearer(),
     )
 
     assert response.status_code == 400

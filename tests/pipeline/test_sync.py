@@ -53,9 +53,7 @@ def _apply(rt: Runtime, resource: dict[str, Any]) -> str:
         return apply_resource(session, jobs.sync_deps(rt, rt.clock()), resource)
 
 
-def test_an_older_version_never_overrides_a_newer_one(
-    ehr: EhrServer, ehr_runtime: Runtime
-) -> None:
+def test_an_older_version_never_overrides_a_newer_one(ehr: EhrServer, ehr_runtime: Runtime) -> None:
     booked = _book(ehr)
     ehr.update({**booked, "status": "cancelled"})
     version_1 = ehr_runtime.ehr.vread("Appointment", booked["id"], "1")

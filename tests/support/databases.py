@@ -24,7 +24,7 @@ _template_ready = False
 
 def _admin(sql: str) -> None:
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)  # type: ignore[arg-type,unused-ignore]
 
 
 def _ensure_template() -> None:

@@ -1,0 +1,203 @@
+"""Reply SMS: the wording, which replies may bypass consent, and sending each exactly once.
+
+**Consent bypass.** Only replies the law or carrier rules require go to a number whatever
+its consent state: the opt-out confirmation (CTIA / TCPA: one confirmation after STOP), the
+HELP answer (CTIA), the crisis resources (patient safety), and the one-time "this number
+can't read replies" answer to an unknown sender (a direct, content-free response to the
+message the person just sent). Every other reply is sent only if the address is not opted
+out in the local ledger at the moment of sending.
+
+**Exactly once.** The ``sms_reply`` row (unique key: inbound MessageSid + reply kind) is
+written and moved to ``sending`` before the provider call, like the outreach send ledger;
+a ``sending`` row found after a crash is settled with the provider's ``find_sent`` where
+possible and otherwise marked ``unknown``, never sent blindly again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from channels.base import (
+    ChannelAdapter,
+    OutboundMessage,
+    PermanentChannelError,
+    TransientChannelError,
+)
+from fhir_bridge.inbound import repository
+from fhir_bridge.store.db import transaction
+from fhir_bridge.store.models import SmsReply
+
+log = logging.getLogger(__name__)
+
+REPLY_OPT_OUT: Final = "opt-out"
+REPLY_OPT_IN: Final = "opt-in"
+REPLY_HELP: Final = "help"
+REPLY_CONFIRMED: Final = "confirmed"
+REPLY_NOT_CONFIRMED: Final = "not-confirmed"
+REPLY_RESCHEDULE: Final = "reschedule"
+REPLY_CRISIS: Final = "crisis"
+REPLY_RECEIVED: Final = "received"
+REPLY_UNKNOWN_SENDER: Final = "unknown-sender"
+CONSENT_EXEMPT_REPLIES: Final = frozenset(
+    {REPLY_OPT_OUT, REPLY_HELP, REPLY_CRISIS, REPLY_UNKNOWN_SENDER}
+)
+
+
+class ReplyDeferred(RuntimeError):
+    """The provider is unavailable right now; the inbound message is processed again later."""
+
+
+@dataclass(frozen=True)
+class ClinicVoice:
+    """What replies say about the clinic."""
+
+    name: str
+    phone: str
+    crisis_text: str
+
+
+def reply_text(kind: str, clinic: ClinicVoice) -> str:
+    """The wording of each reply kind (CTIA wording for opt-out, opt-in and help)."""
+    texts = {
+        REPLY_OPT_OUT: (
+            f"You are unsubscribed from {clinic.name} messages. No more messages will be sent. "
+            "Reply START to resubscribe."
+        ),
+        REPLY_OPT_IN: (
+            f"You are subscribed to {clinic.name} messages again. Reply HELP for help, "
+            "STOP to opt out. Msg & data rates may apply."
+        ),
+        REPLY_HELP: (
+            f"{clinic.name}: appointment and care reminders. For help call {clinic.phone}. "
+            "Reply STOP to opt out. Msg & data rates may apply."
+        ),
+        REPLY_CONFIRMED: f"Thank you, your appointment is confirmed. {clinic.name}",
+        REPLY_NOT_CONFIRMED: (
+            f"We could not confirm that appointment by text. Please call {clinic.name} "
+            f"at {clinic.phone}."
+        ),
+        REPLY_RESCHEDULE: (
+            f"Thank you. {clinic.name} will call you to find a new time. Questions: {clinic.phone}."
+        ),
+        REPLY_CRISIS: clinic.crisis_text,
+        REPLY_RECEIVED: (
+            f"Thank you, {clinic.name} received your message. This number is not watched for "
+            f"urgent needs: call {clinic.phone}, or 911 in an emergency."
+        ),
+        REPLY_UNKNOWN_SENDER: (
+            f"This number can't read replies; call your clinic at {clinic.phone}."
+        ),
+    }
+    return texts[kind]
+
+
+@dataclass
+class ReplySender:
+    """Sends reply SMS through the configured adapter, once per (inbound message, kind)."""
+
+    factory: sessionmaker[Session]
+    adapter: ChannelAdapter | None
+    clock: Callable[[], datetime]
+    lease: timedelta
+
+    def send(
+        self, *, inbound_id: int, inbound_sid: str, kind: str, to: str, text: str, allowed: bool
+    ) -> str:
+        """Send (or settle) one reply; returns sent / withheld / failed / unknown / busy."""
+        key = f"{inbound_sid}:{kind}"
+        with transaction(self.factory) as session:
+            row = repository.reply_by_key(session, key) or repository.insert_once(
+                session,
+                SmsReply(
+                    id=str(uuid.uuid4()),
+                    key=key,
+                    inbound_id=inbound_id,
+                    kind=kind,
+                    to_address=to,
+                    text=text,
+                    status="pending" if allowed else "withheld",
+                    created_at=self.clock(),
+                ),
+            )
+            if row is None:
+                return "busy"
+            verdict = self._claim(row)
+            if verdict != "claimed":
+                return verdict
+            outbound = OutboundMessage(message_id=row.id, channel="sms", to=to, text=row.text)
+        return self._deliver(outbound, kind)
+
+    def _claim(self, row: SmsReply) -> str:
+        now = self.clock()
+        if row.status == "sending":
+            if row.lease_until is not None and row.lease_until >= now:
+                return "busy"
+            return self._settle_abandoned(row, now)
+        if row.status != "pending":
+            return row.status
+        if self.adapter is None:
+            row.status, row.error_code = "failed", "no-channel"
+            return "failed"
+        row.status, row.lease_until, row.attempts = "sending", now + self.lease, row.attempts + 1
+        return "claimed"
+
+    def _settle_abandoned(self, row: SmsReply, now: datetime) -> str:
+        adapter = self.adapter
+        can_look_up = (
+            adapter is not None and type(adapter).find_sent is not ChannelAdapter.find_sent
+        )
+        receipt = adapter.find_sent(row.id) if adapter is not None and can_look_up else None
+        if receipt is not None:
+            row.status, row.provider_message_id, row.sent_at = (
+                "sent",
+                receipt.provider_message_id,
+                now,
+            )
+            return "sent"
+        if can_look_up:
+            row.status, row.lease_until, row.attempts = (
+                "sending",
+                now + self.lease,
+                row.attempts + 1,
+            )
+            return "claimed"
+        row.status, row.lease_until = "unknown", None
+        log.warning("reply outcome unknown; not resending", extra={"reply_id": row.id})
+        return "unknown"
+
+    def _deliver(self, outbound: OutboundMessage, kind: str) -> str:
+        assert self.adapter is not None
+        try:
+            receipt = self.adapter.send(outbound)
+        except TransientChannelError as exc:
+            self._finish(outbound.message_id, "pending", error_code=exc.code)
+            raise ReplyDeferred(f"reply deferred ({exc.code})") from None
+        except PermanentChannelError as exc:
+            self._finish(outbound.message_id, "failed", error_code=exc.code)
+            log.warning("reply failed", extra={"reply_id": outbound.message_id, "code": exc.code})
+            return "failed"
+        self._finish(outbound.message_id, "sent", provider_id=receipt.provider_message_id)
+        log.info("reply sent", extra={"reply_id": outbound.message_id, "kind": kind})
+        return "sent"
+
+    def _finish(
+        self,
+        reply_id: str,
+        status: str,
+        *,
+        provider_id: str | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        with transaction(self.factory) as session:
+            row = session.get(SmsReply, reply_id)
+            assert row is not None
+            row.status, row.lease_until, row.error_code = status, None, error_code
+            if provider_id is not None:
+                row.provider_message_id, row.sent_at = provider_id, self.clock()
