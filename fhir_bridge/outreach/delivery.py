@@ -203,7 +203,7 @@ def _transition(
 
 def reconcile_abandoned(deps: DeliveryDeps) -> dict[str, int]:
     """Settle ``sending`` rows whose worker died around the provider call."""
-    counts = {"sent": 0, "requeued": 0, "unknown": 0}
+    counts = {"sent": 0, "requeued": 0, "unknown": 0, "deferred": 0}
     with transaction(deps.factory) as session:
         ids = repository.abandoned_sends(session, deps.clock())
     for message_id in ids:
@@ -221,7 +221,11 @@ def reconcile_abandoned(deps: DeliveryDeps) -> dict[str, int]:
 
 def _reconcile_row(row: PlannedMessage, adapter: ChannelAdapter | None, now: datetime) -> str:
     can_look_up = adapter is not None and type(adapter).find_sent is not ChannelAdapter.find_sent
-    receipt = adapter.find_sent(row.id) if adapter is not None and can_look_up else None
+    try:
+        receipt = adapter.find_sent(row.id) if adapter is not None and can_look_up else None
+    except TransientChannelError:
+        row.lease_until = now + timedelta(minutes=1)
+        return "deferred"
     if receipt is not None:
         row.status, row.provider = "sent", receipt.provider
         row.provider_message_id, row.delivery_status = receipt.provider_message_id, receipt.status

@@ -215,7 +215,7 @@ def test_two_way_sms_from_reminder_to_stop(tmp_path: Path) -> None:
         )
 
         second = s.ehr.create(
-            _awaiting_confirmation(patient_id, datetime.now(UTC) + LEAD + timedelta(seconds=4))
+            _awaiting_confirmation(patient_id, datetime.now(UTC) + LEAD + timedelta(seconds=12))
         )
         withheld = s.wait_for(
             lambda: [
