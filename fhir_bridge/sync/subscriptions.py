@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -198,7 +198,11 @@ def check_subscription(
     subscription: Subscription,
     page_size: int,
 ) -> str:
-    """Periodic health check; returns what it found: ok, reactivated, gap, missing."""
+    """Periodic health check: ok, reactivated, gap, heartbeat-late or missing.
+
+    ``$status`` is asked on every check, so a missed heartbeat or a dropped
+    notification is noticed within one check interval and recovered at once.
+    """
     subscription.last_checked_at = deps.now
     if not subscription.remote_id:
         return "missing"
@@ -226,7 +230,21 @@ def check_subscription(
         )
         subscription.events_through = events_since
         return "gap"
+    if _heartbeat_overdue(subscription, deps.now):
+        log.warning(
+            "heartbeat overdue; $status shows nothing missed",
+            extra={"subscription": subscription.id},
+        )
+        return "heartbeat-late"
     return "ok"
+
+
+def _heartbeat_overdue(subscription: Subscription, now: datetime) -> bool:
+    """No notification for two heartbeat periods (plus a little grace)."""
+    if not subscription.heartbeat_period or subscription.last_notification_at is None:
+        return False
+    allowed = timedelta(seconds=2 * subscription.heartbeat_period + 5)
+    return now - subscription.last_notification_at > allowed
 
 
 def _remote_event_count(deps: SyncDeps, subscription: Subscription) -> int | None:
