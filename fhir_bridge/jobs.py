@@ -180,6 +180,7 @@ def delivery_deps(rt: Runtime) -> DeliveryDeps:
         max_attempts=rt.settings.max_send_attempts,
         refresh=refresh,
         status_callback_url=lambda message_id: status_callback_url(rt, message_id),
+        fallback=rt.settings.channel_fallback,
     )
 
 

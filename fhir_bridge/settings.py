@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     ehr_private_key: SecretStr | None = None
     ehr_signing_alg: Literal["RS384", "ES384"] = "RS384"
     ehr_scope: str = (
-        "system/Appointment.rs system/MedicationRequest.rs system/Encounter.rs "
-        "system/Patient.rs system/Consent.crs system/Communication.crus system/Subscription.crus"
+        "system/Appointment.rus system/MedicationRequest.rs system/Encounter.rs "
+        "system/Patient.rs system/Location.rs system/Consent.crs system/Communication.crus "
+        "system/Task.crs system/Subscription.crus"
     )
     ehr_token_url: str | None = None
     ehr_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -115,6 +116,15 @@ class Settings(BaseSettings):
     confirmation_window_days: int = Field(default=14, ge=1)
     ehr_update_attempts: int = Field(default=3, ge=1, le=10)
     channel_fallback: bool = True
+
+    # Staff SMART app
+    smart_client_id: str = "fhir-bridge-staff"
+    smart_client_secret: SecretStr | None = None
+    smart_scope: str = (
+        "launch openid fhirUser patient/Patient.rs patient/Communication.rs patient/Consent.rs"
+    )
+    smart_session_seconds: int = Field(default=3600, ge=60, le=86400)
+    smart_frame_ancestors: str | None = None
 
     @field_validator("public_base_url", "ehr_base_url", "twilio_base_url")
     @classmethod

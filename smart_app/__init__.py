@@ -1,6 +1,12 @@
-"""The staff-facing SMART-on-FHIR app (launched inside the chart).
+"""The staff-facing SMART-on-FHIR app, launched inside the chart (SMART App Launch 2.x).
 
-Reserved for the staff panel: the patient's outreach timeline and consent, with actions.
-It is not built yet; the data it will show already exists (planned messages with their
-traces, the consent ledger, and Communications in the EHR).
+Staff open it from the EHR (EHR launch: ``/smart/launch?iss=…&launch=…``); it shows
+the launch patient's outreach timeline (every planned message: when, why, status,
+withheld reason, rendered text) and consent per channel and purpose, and lets staff
+cancel a pending message or record an opt-in/opt-out. ``router`` is mounted by
+``fhir_bridge.api.app.create_app``; see :mod:`smart_app.routes`.
 """
+
+from smart_app.routes import router
+
+__all__ = ["router"]

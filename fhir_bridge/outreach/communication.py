@@ -40,7 +40,7 @@ def communication_status(message: PlannedMessage) -> str:
     """FHIR Communication.status for where the message is in its life."""
     if message.status == "sent":
         if message.delivery_status in ("undelivered", "failed"):
-            return "entered-in-error"
+            return "not-done"
         if message.provider in ("smtp", "outbox") or message.delivery_status == "delivered":
             return "completed"
         return "in-progress"
@@ -77,7 +77,7 @@ def build_communication(message: PlannedMessage, options: WritebackOptions) -> d
         resource["medium"] = [
             {"coding": [{"system": MEDIUM_SYSTEM, "code": code, "display": display}]}
         ]
-    if status == "not-done" or status == "entered-in-error":
+    if status == "not-done":
         resource["statusReason"] = {
             "coding": [{"system": REASON_SYSTEM, "code": message.reason or "unspecified"}],
             "text": message.reason_detail or message.reason or "withheld",

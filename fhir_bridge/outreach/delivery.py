@@ -42,6 +42,8 @@ from rules.outreach import prepare_delivery
 
 log = logging.getLogger(__name__)
 
+UNUSABLE_ADDRESS_REASONS = frozenset({"invalid-address", "unsubscribed"})
+
 
 @dataclass
 class DeliveryDeps:
@@ -56,6 +58,7 @@ class DeliveryDeps:
     max_attempts: int
     refresh: Callable[[Session, list[dict[str, Any]], dict[str, Any] | None], None]
     status_callback_url: Callable[[str], str | None] = lambda _id: None
+    fallback: bool = True
 
 
 def deliver(deps: DeliveryDeps, message_id: str) -> str:
@@ -151,11 +154,13 @@ def _record_transient(deps: DeliveryDeps, message_id: str, exc: TransientChannel
 def _record_failure(
     deps: DeliveryDeps, message_id: str, reason: str, code: str, *, address: str | None = None
 ) -> str:
+    """A permanent failure. An unusable address is recorded in the ledger, so with fallback
+    on the message simply goes round again and the consent engine picks the next permitted
+    channel or address (or withholds it, with that reason, when none is left)."""
     with transaction(deps.factory) as session:
         row = repository.get(session, message_id)
         assert row is not None
-        _fail(row, reason, code)
-        if reason == "unsubscribed" and address:
+        if reason in UNUSABLE_ADDRESS_REASONS and address:
             repository.add_ledger_entry(
                 session,
                 LedgerEntry(
@@ -168,6 +173,15 @@ def _record_failure(
                     recorded_at=deps.clock(),
                 ),
             )
+            if deps.fallback and row.attempts < deps.max_attempts:
+                row.status, row.lease_until = "queued", deps.clock()
+                row.trace = {**row.trace, "fallback_after": {"channel": row.channel, "code": code}}
+                log.warning(
+                    "permanent failure; trying the next channel",
+                    extra={"message_id": message_id, "code": code},
+                )
+                return "fallback"
+        _fail(row, reason, code)
     log.warning("permanent delivery failure", extra={"message_id": message_id, "code": code})
     return "failed"
 

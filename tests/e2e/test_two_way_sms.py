@@ -105,6 +105,7 @@ def sms_stack(tmp_path: Path) -> Iterator[SmsStack]:
         rules_path = write_rules(tmp_path / "rules.yaml", ["PT1H"])
         rules = yaml.safe_load(rules_path.read_text())
         rules["channels"]["preferred"] = ["sms", "email"]
+        rules["appointment_reminders"]["combine_same_day"] = False
         rules_path.write_text(yaml.safe_dump(rules, sort_keys=False))
         env = {
             "FHIR_BRIDGE_DATABASE_URL": database_url,

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from channels.base import ChannelAdapter, OutboundMessage, SendReceipt, TransientChannelError
+from channels.base import (
+    ChannelAdapter,
+    OutboundMessage,
+    PermanentChannelError,
+    SendReceipt,
+    TransientChannelError,
+)
 from fhir_bridge.fhir.errors import EhrNotFound
 from fhir_bridge.fhir.resources import patient_reference
 from fhir_bridge.outreach.delivery import DeliveryDeps, deliver, reconcile_abandoned
@@ -141,7 +147,7 @@ def test_abandoned_send_without_provider_lookup_becomes_unknown(
     counts = reconcile_abandoned(_deps(runtime, fixed_now, {"email": SmtpLike()}))
 
     row = _row(runtime, message_id)
-    assert counts == {"sent": 0, "requeued": 0, "unknown": 1}
+    assert counts == {"sent": 0, "requeued": 0, "unknown": 1, "deferred": 0}
     assert (row.status, row.communication_status) == ("unknown", "pending")
 
 
@@ -152,7 +158,7 @@ def test_abandoned_send_the_provider_never_received_is_requeued(
 
     counts = reconcile_abandoned(_deps(runtime, fixed_now, {"sms": TwilioLike({})}))
 
-    assert counts == {"sent": 0, "requeued": 1, "unknown": 0}
+    assert counts == {"sent": 0, "requeued": 1, "unknown": 0, "deferred": 0}
     assert _row(runtime, message_id).status == "queued"
 
 
@@ -167,7 +173,7 @@ def test_abandoned_send_the_provider_has_is_recorded_as_sent(
     )
 
     row = _row(runtime, message_id)
-    assert counts == {"sent": 1, "requeued": 0, "unknown": 0}
+    assert counts == {"sent": 1, "requeued": 0, "unknown": 0, "deferred": 0}
     assert (row.status, row.provider_message_id) == ("sent", receipt.provider_message_id)
 
 
@@ -178,7 +184,7 @@ def test_a_send_whose_lease_has_not_expired_is_left_alone(
 
     counts = reconcile_abandoned(_deps(runtime, fixed_now, {"email": SmtpLike()}))
 
-    assert counts == {"sent": 0, "requeued": 0, "unknown": 0}
+    assert counts == {"sent": 0, "requeued": 0, "unknown": 0, "deferred": 0}
     assert _row(runtime, message_id).status == "sending"
 
 
@@ -238,3 +244,53 @@ def test_transient_channel_errors_fail_the_message_after_max_attempts(runtime: R
         "delivery-failed",
         "pending",
     )
+
+
+class Recording(ChannelAdapter):
+    """Accepts every message and remembers where it went."""
+
+    provider = "outbox"
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.sent: list[OutboundMessage] = []
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        self.sent.append(message)
+        return SendReceipt("outbox", f"out-{len(self.sent)}", "sent")
+
+
+class RefusesNumber(ChannelAdapter):
+    """The provider says the number is not a mobile number (Twilio 21614)."""
+
+    provider, channel = "twilio", "sms"
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        raise PermanentChannelError("21614", "invalid-address")
+
+
+def test_an_invalid_mobile_number_falls_back_to_the_next_permitted_channel(
+    runtime: Runtime,
+) -> None:
+    message_id, now, ehr = _queued_reminder(runtime)
+    email = Recording("email")
+    deps = _deps(runtime, now, {"sms": RefusesNumber(), "email": email}, ehr)
+
+    outcomes = [deliver(deps, message_id), deliver(deps, message_id)]
+
+    row = _row(runtime, message_id)
+    assert outcomes == ["fallback", "sent"]
+    assert (row.status, row.channel) == ("sent", "email")
+    assert [m.to for m in email.sent] == ["maria.gonzalez@example.com"]
+
+
+def test_with_fallback_off_an_invalid_mobile_number_fails_the_message(runtime: Runtime) -> None:
+    message_id, now, ehr = _queued_reminder(runtime)
+    deps = _deps(runtime, now, {"sms": RefusesNumber(), "email": Recording("email")}, ehr)
+    deps.fallback = False
+
+    outcome = deliver(deps, message_id)
+
+    row = _row(runtime, message_id)
+    assert outcome == "failed"
+    assert (row.status, row.reason) == ("failed", "invalid-address")
