@@ -10,6 +10,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fhir_bridge.store import worklist
 from fhir_bridge.store.models import (
     CommunicationSync,
     DeliveryReceipt,
@@ -139,49 +140,18 @@ def syncs_due(session: Session, now: datetime, limit: int) -> Sequence[str]:
 
 
 def claim_inbound(session: Session, inbound_id: int, now: datetime, lease: timedelta) -> bool:
-    result = session.execute(
-        update(InboundMessage)
-        .where(
-            InboundMessage.id == inbound_id,
-            or_(
-                InboundMessage.status == "pending",
-                (InboundMessage.status == "processing") & (InboundMessage.lease_until < now),
-            ),
-        )
-        .values(status="processing", lease_until=now + lease, attempts=InboundMessage.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return worklist.claim(session, InboundMessage, inbound_id, now, lease)
 
 
 def inbound_due_for_relay(
     session: Session, now: datetime, stale_after: timedelta, limit: int
 ) -> Sequence[int]:
     """Inbound messages never handed to the queue, handed over long ago, or abandoned."""
-    return list(
-        session.scalars(
-            select(InboundMessage.id)
-            .where(
-                or_(
-                    (InboundMessage.status == "pending")
-                    & or_(
-                        InboundMessage.enqueued_at.is_(None),
-                        InboundMessage.enqueued_at < now - stale_after,
-                    ),
-                    (InboundMessage.status == "processing") & (InboundMessage.lease_until < now),
-                )
-            )
-            .order_by(InboundMessage.id)
-            .limit(limit)
-        )
-    )
+    return worklist.due_for_relay(session, InboundMessage, now, stale_after, limit)
 
 
 def mark_inbound_enqueued(session: Session, ids: Sequence[int], now: datetime) -> None:
-    if ids:
-        session.execute(
-            update(InboundMessage).where(InboundMessage.id.in_(ids)).values(enqueued_at=now)
-        )
+    worklist.mark_enqueued(session, InboundMessage, ids, now)
 
 
 def last_message_to(session: Session, address: str) -> PlannedMessage | None:

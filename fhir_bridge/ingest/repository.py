@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fhir_bridge.store import worklist
 from fhir_bridge.store.models import InboxNotification
 
 
@@ -49,23 +50,7 @@ def insert_if_new(
 
 def claim(session: Session, inbox_id: int, now: datetime, lease: timedelta) -> bool:
     """Atomically take a pending (or abandoned) notification; False if someone else has it."""
-    result = session.execute(
-        update(InboxNotification)
-        .where(
-            InboxNotification.id == inbox_id,
-            or_(
-                InboxNotification.status == "pending",
-                (InboxNotification.status == "processing") & (InboxNotification.lease_until < now),
-            ),
-        )
-        .values(
-            status="processing",
-            lease_until=now + lease,
-            attempts=InboxNotification.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return worklist.claim(session, InboxNotification, inbox_id, now, lease)
 
 
 def get(session: Session, inbox_id: int) -> InboxNotification | None:
@@ -98,35 +83,8 @@ def due_for_relay(
     session: Session, now: datetime, stale_after: timedelta, limit: int
 ) -> Sequence[int]:
     """Notifications never handed to the queue, or handed over long ago and still not done."""
-    rows = session.scalars(
-        select(InboxNotification.id)
-        .where(
-            or_(
-                (InboxNotification.status == "pending")
-                & or_(
-                    InboxNotification.enqueued_at.is_(None),
-                    InboxNotification.enqueued_at < now - stale_after,
-                ),
-                (InboxNotification.status == "processing") & (InboxNotification.lease_until < now),
-            )
-        )
-        .order_by(InboxNotification.id)
-        .limit(limit)
-    )
-    return list(rows)
+    return worklist.due_for_relay(session, InboxNotification, now, stale_after, limit)
 
 
 def mark_enqueued(session: Session, ids: Sequence[int], now: datetime) -> None:
-    if ids:
-        session.execute(
-            update(InboxNotification).where(InboxNotification.id.in_(ids)).values(enqueued_at=now)
-        )
-
-
-def count_by_status(session: Session) -> dict[str, int]:
-    from sqlalchemy import func
-
-    rows = session.execute(
-        select(InboxNotification.status, func.count()).group_by(InboxNotification.status)
-    )
-    return {status: count for status, count in rows}
+    worklist.mark_enqueued(session, InboxNotification, ids, now)

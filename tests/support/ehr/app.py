@@ -22,6 +22,7 @@ from tests.support.ehr.outcomes import (
     operation_outcome,
     outcome_for,
 )
+from tests.support.ehr.smart_launch import SmartLaunch, smart_launch_router
 from tests.support.ehr.state import EhrState, ServerConfig
 from tests.support.ehr.subscription_model import PAYLOAD_CONTENTS
 
@@ -82,6 +83,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.state.ehr = state
     app.include_router(admin_router(state))
+    launcher = SmartLaunch(state)
+    app.include_router(smart_launch_router(launcher))
 
     def authorize(request: Request, type_: str, letter: str) -> None:
         state.auth.require(request.headers.get("authorization"), type_, letter)
@@ -118,7 +121,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def token(request: Request) -> Response:
         form = await request.form()
         fields = {key: str(value) for key, value in form.items()}
-        issued = state.auth.issue_token(fields)
+        if fields.get("grant_type") == "authorization_code":
+            issued = launcher.exchange(fields, request.headers.get("authorization"))
+        else:
+            issued = state.auth.issue_token(fields)
         return Response(
             json.dumps(issued),
             media_type="application/json",

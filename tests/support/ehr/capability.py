@@ -65,17 +65,36 @@ def capability_statement(state: EhrState) -> dict[str, Any]:
 
 
 def smart_configuration(state: EhrState) -> dict[str, Any]:
-    """`.well-known/smart-configuration` for SMART Backend Services clients."""
+    """`.well-known/smart-configuration`: Backend Services and the EHR launch (SMART 2.x)."""
     return {
         "issuer": state.config.origin,
+        "jwks_uri": f"{state.config.origin}/auth/jwks",
+        "authorization_endpoint": f"{state.config.origin}/auth/authorize",
         "token_endpoint": state.config.token_url,
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "token_endpoint_auth_methods_supported": [
+            "private_key_jwt",
+            "client_secret_basic",
+            "none",
+        ],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
         "scopes_supported": sorted(
             {*DEFAULT_SCOPE.split(), "system/*.read", "system/*.rs", "system/*.cruds"}
         ),
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        "capabilities": [
+            "launch-ehr",
+            "client-public",
+            "client-confidential-symmetric",
+            "client-confidential-asymmetric",
+            "context-ehr-patient",
+            "context-ehr-encounter",
+            "sso-openid-connect",
+            "permission-v1",
+            "permission-v2",
+            "permission-patient",
+        ],
     }
 
 
