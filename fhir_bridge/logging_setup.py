@@ -13,6 +13,14 @@ import re
 import sys
 
 SAFE_KEYS = (
+    "path",
+    "delivery_status",
+    "intent",
+    "reply_id",
+    "resource_id",
+    "resource_type",
+    "try",
+    "why",
     "subscription",
     "kind",
     "duplicate",
