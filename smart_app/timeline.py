@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any, Final
 
 from fhir_bridge.outreach.repository import OPEN_STATUSES
-from fhir_bridge.store.models import PlannedMessage
+from fhir_bridge.store.models import REASON_CANCELLED_BY_STAFF, PlannedMessage
 from rules.consent import mask_address
 
 KNOWN_STATUSES: Final = frozenset(
     {"planned", "queued", "sending", "sent", "withheld", "cancelled", "failed", "unknown"}
 )
-STAFF_CANCEL_REASON: Final = "cancelled-by-staff"
+STAFF_CANCEL_REASON: Final = REASON_CANCELLED_BY_STAFF
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fhir_bridge.outreach import repository
-from fhir_bridge.store.models import PlannedMessage
+from fhir_bridge.store.models import REASON_CANCELLED_BY_STAFF, PlannedMessage
 from fhir_bridge.sync import repository as state_repository
 from rules.config import RulesConfig
 from rules.engine import plan_for_patient
@@ -61,7 +61,9 @@ def replan_patient(
         row = existing.get(key)
         if row is None:
             session.add(_new_row(message, now))
-        elif row.status in ("planned", "queued", "cancelled"):
+        elif row.status in ("planned", "queued") or (
+            row.status == "cancelled" and row.reason != REASON_CANCELLED_BY_STAFF
+        ):
             _reschedule(row, message)
     for key, row in existing.items():
         if key not in wanted and row.status in repository.OPEN_STATUSES:

@@ -103,6 +103,9 @@ class ResourceState(Base):
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+REASON_CANCELLED_BY_STAFF = "cancelled-by-staff"
+
+
 class PlannedMessage(Base):
     """One outreach message from plan to delivery to its Communication in the EHR.
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from fhir_bridge.outreach.planning import Planner, replan_patient
 from fhir_bridge.runtime import Runtime
 from fhir_bridge.store.db import transaction
-from fhir_bridge.store.models import PlannedMessage
+from fhir_bridge.store.models import REASON_CANCELLED_BY_STAFF, PlannedMessage
 from rules.model import Plan
 from rules.model import PlannedMessage as Planned
 from tests.pipeline.conftest import make_runtime
@@ -149,3 +149,17 @@ def test_a_cancelled_message_that_is_wanted_again_is_revived(
     _replan(runtime, fixed_now, wanted)
 
     assert _rows(runtime)[DAY_BEFORE].status == "planned"
+
+
+def test_a_message_cancelled_by_staff_stays_cancelled_when_replanned(
+    runtime: Runtime, fixed_now: datetime
+) -> None:
+    wanted = _wanted(DAY_BEFORE, fixed_now + timedelta(days=6))
+    _replan(runtime, fixed_now, wanted)
+    with transaction(runtime.sessions) as session:
+        row = session.scalars(select(PlannedMessage).where(PlannedMessage.key == DAY_BEFORE)).one()
+        row.status, row.reason = "cancelled", REASON_CANCELLED_BY_STAFF
+
+    _replan(runtime, fixed_now, wanted)
+
+    assert _rows(runtime)[DAY_BEFORE].status == "cancelled"

@@ -22,6 +22,7 @@ from smart_app.state import smart_state
 from tests.smart_app.records import PATIENT_ID, PRACTITIONER_ID, email_consent, patient_resource
 from tests.support.databases import sqlite_database
 from tests.support.ehr import EhrServer
+from tests.support.ehr.process import DEV_TOKEN
 
 NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 CLIENT_ID = "fhir-bridge-staff-test"
@@ -50,9 +51,7 @@ class PanelApp:
     client: TestClient
     sessions: sessionmaker[Session]
 
-    def sign_in(
-        self, patient_id: str = PATIENT_ID, access_token: str = "dev-token"
-    ) -> StaffSession:
+    def sign_in(self, patient_id: str = PATIENT_ID, access_token: str = DEV_TOKEN) -> StaffSession:
         """A staff session as a completed launch would create it, cookie set on the client."""
         state = smart_state(self.app)
         context = LaunchContext(

@@ -32,6 +32,7 @@ with warnings.catch_warnings():
 
 CODE_LIFETIME_SECONDS = 60
 ID_TOKEN_LIFETIME_SECONDS = 300
+_KEY_ID = "fake-ehr-id-token"
 _IDENTITY_SCOPES = frozenset({"launch", "openid", "fhirUser", "profile", "offline_access"})
 
 
@@ -91,7 +92,7 @@ class SmartLaunch:
     def authorize(self, params: dict[str, str]) -> str:
         """Auto-approve an authorization request; returns the redirect back to the app."""
         redirect_uri = params.get("redirect_uri") or ""
-        if not redirect_uri.startswith(("http://127.0.0.1", "http://localhost", "https://")):
+        if not redirect_uri.startswith(("http://", "https://")):
             raise InvalidRequestError("redirect_uri is missing or not allowed")
 
         def refuse(error: str) -> str:
@@ -179,8 +180,9 @@ class SmartLaunch:
     def _signing_key(self) -> Any:
         with self._lock:
             if self._key is None:
-                self._key = JsonWebKey.generate_key("RSA", 2048, is_private=True)
-                self._key.kid = "fake-ehr-id-token"  # type: ignore[union-attr]
+                self._key = JsonWebKey.generate_key(
+                    "RSA", 2048, is_private=True, options={"kid": _KEY_ID}
+                )
             return self._key
 
     def _id_token(self, client_id: str, fhir_user: str) -> str:
@@ -193,7 +195,7 @@ class SmartLaunch:
             "exp": now + ID_TOKEN_LIFETIME_SECONDS,
             "fhirUser": f"{self.state.config.base_url}/{fhir_user}",
         }
-        header = {"alg": "RS256", "kid": "fake-ehr-id-token"}
+        header = {"alg": "RS256", "kid": _KEY_ID}
         token = JsonWebToken(["RS256"]).encode(header, claims, self._signing_key())
         return token.decode("ascii") if isinstance(token, bytes) else str(token)
 
