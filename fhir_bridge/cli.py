@@ -161,6 +161,13 @@ def _run(_args: argparse.Namespace) -> int:
     worker = subprocess.Popen(
         [sys.executable, "-m", "fhir_bridge", "worker", "--beat", "--concurrency", "1"]
     )
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # uvicorn shuts down on SIGTERM/SIGINT and then re-raises the signal; ending with
+    # SystemExit (not the default handler) lets the worker below be stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _stop)
     print(f"fhir-bridge: API on http://{settings.host}:{settings.port}  (Ctrl-C stops)")
     try:
         return _serve(_args)

@@ -47,6 +47,7 @@ def celery_config() -> dict[str, Any]:
             "data_folder_out": str(folder / "in"),
             "processed_folder": str(folder / "processed"),
             "store_processed": False,
+            "polling_interval": 0.1,
         }
     interval = settings.dispatch_interval_seconds
     schedule: dict[str, Any] = {

@@ -86,9 +86,29 @@ def test_run_on_sqlite_and_filesystem_broker_delivers_to_the_outbox(tmp_path: Pa
                 {"reference": f"Appointment/{booked['id']}"}
             ]
             assert (tmp_path / "var" / "fhir-bridge.db").exists()
+            workers = _children(service.pid)
+            assert workers, "run starts a worker process"
         finally:
             service.send_signal(signal.SIGTERM)
             service.wait(timeout=30)
+        time.sleep(1)
+        assert [pid for pid in workers if _alive(pid)] == [], "run left its worker behind"
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(child) for child in found.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"
 
 
 def _ready(port: int) -> bool:
