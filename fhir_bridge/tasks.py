@@ -16,6 +16,7 @@ from celery.signals import worker_process_init
 from kombu.exceptions import KombuError
 
 from fhir_bridge import jobs
+from fhir_bridge.inbound import jobs as inbound_jobs
 from fhir_bridge.runtime import get_runtime
 from fhir_bridge.settings import get_settings
 
@@ -136,6 +137,7 @@ def dispatch_due() -> int:
 
 @celery_app.task(name="fhir_bridge.relay")
 def relay() -> int:
+    """Re-enqueue every kind of work a lost message or a killed worker left behind."""
     rt = get_runtime()
     inbox = jobs.inbox_to_relay(rt)
     for inbox_id in inbox:
@@ -143,7 +145,12 @@ def relay() -> int:
     writebacks = jobs.writebacks_to_relay(rt)
     for message_id in writebacks:
         try_enqueue("fhir_bridge.write_communication", message_id)
-    return len(inbox) + len(writebacks)
+    inbound, syncs = inbound_jobs.relay(rt)
+    for inbound_id in inbound:
+        try_enqueue("fhir_bridge.process_inbound_sms", inbound_id)
+    for message_id in syncs:
+        try_enqueue("fhir_bridge.sync_communication", message_id)
+    return len(inbox) + len(writebacks) + len(inbound) + len(syncs)
 
 
 @celery_app.task(name="fhir_bridge.check_subscriptions")
@@ -156,41 +163,11 @@ def poll() -> dict[str, int]:
     return jobs.poll(get_runtime())
 
 
-# Two-way messaging: inbound SMS, delivery-status write-back to the EHR, and their relay.
-
-
 @celery_app.task(name="fhir_bridge.process_inbound_sms")
 def process_inbound_sms(inbound_id: int) -> str:
-    from fhir_bridge.inbound import jobs as inbound_jobs
-
     return inbound_jobs.process_inbound_message(get_runtime(), inbound_id)
 
 
 @celery_app.task(name="fhir_bridge.sync_communication")
 def sync_communication(message_id: str) -> str:
-    from fhir_bridge.inbound import jobs as inbound_jobs
-
     return inbound_jobs.sync_message_communication(get_runtime(), message_id)
-
-
-@celery_app.task(name="fhir_bridge.two_way_relay")
-def two_way_relay() -> int:
-    from fhir_bridge.inbound import jobs as inbound_jobs
-
-    inbound, syncs = inbound_jobs.relay(get_runtime())
-    for inbound_id in inbound:
-        try_enqueue("fhir_bridge.process_inbound_sms", inbound_id)
-    for message_id in syncs:
-        try_enqueue("fhir_bridge.sync_communication", message_id)
-    return len(inbound) + len(syncs)
-
-
-@celery_app.on_after_configure.connect
-def _schedule_two_way_relay(sender: Celery, **_kwargs: Any) -> None:
-    """Add the two-way relay to beat (set in ``conf`` so the lazy config does not drop it)."""
-    schedule = dict(sender.conf.beat_schedule or {})
-    schedule["two-way-relay"] = {
-        "task": "fhir_bridge.two_way_relay",
-        "schedule": get_settings().relay_interval_seconds,
-    }
-    sender.conf.beat_schedule = schedule
