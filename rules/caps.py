@@ -71,15 +71,10 @@ def apply_caps(
         if day_count >= caps.per_day or week_count >= caps.per_week:
             which = "per-day" if day_count >= caps.per_day else "per-week"
             withheld.append(
-                WithheldMessage(
-                    key=message.key,
-                    rule=message.rule,
-                    purpose=message.purpose,
-                    patient_ref=message.patient_ref,
-                    about=message.about,
-                    reason=REASON_CAP_REACHED,
-                    detail=f"{which} cap reached",
-                    trace={**trace, "send_at": message.send_at.isoformat()},
+                message.withhold(
+                    REASON_CAP_REACHED,
+                    f"{which} cap reached",
+                    {**trace, "send_at": message.send_at.isoformat()},
                 )
             )
             continue

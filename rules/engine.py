@@ -40,15 +40,8 @@ def _protect(
             kept.append(message)
             continue
         withheld.append(
-            WithheldMessage(
-                key=message.key,
-                rule=message.rule,
-                purpose=message.purpose,
-                patient_ref=message.patient_ref,
-                about=message.about,
-                reason=reason,
-                detail="patient protection applies",
-                trace={**message.trace, "protection": reason},
+            message.withhold(
+                reason, "patient protection applies", {**message.trace, "protection": reason}
             )
         )
     return kept, withheld

@@ -60,6 +60,19 @@ class PlannedMessage:
     trace: Mapping[str, Any]
     sensitive: bool = False
 
+    def withhold(self, reason: str, detail: str, trace: Mapping[str, Any]) -> WithheldMessage:
+        """This message, decided against: same key and subject, with the reason and trace."""
+        return WithheldMessage(
+            key=self.key,
+            rule=self.rule,
+            purpose=self.purpose,
+            patient_ref=self.patient_ref,
+            about=self.about,
+            reason=reason,
+            detail=detail,
+            trace=trace,
+        )
+
 
 @dataclass(frozen=True)
 class WithheldMessage:

@@ -27,16 +27,7 @@ REASON_RENDER_FAILED = "render-failed"
 def _withhold(
     message: PlannedMessage, reason: str, detail: str, trace: Mapping[str, Any]
 ) -> WithheldMessage:
-    return WithheldMessage(
-        key=message.key,
-        rule=message.rule,
-        purpose=message.purpose,
-        patient_ref=message.patient_ref,
-        about=message.about,
-        reason=reason,
-        detail=detail,
-        trace={**message.trace, "delivery": dict(trace)},
-    )
+    return message.withhold(reason, detail, {**message.trace, "delivery": dict(trace)})
 
 
 def _cap_reason(

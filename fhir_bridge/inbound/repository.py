@@ -10,7 +10,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fhir_bridge.store import worklist
+from fhir_bridge.store import db, worklist
 from fhir_bridge.store.models import (
     CommunicationSync,
     DeliveryReceipt,
@@ -27,15 +27,7 @@ RowT = TypeVar("RowT", DeliveryReceipt, InboundMessage, SmsReply, StaffInboxItem
 
 def insert_once(session: Session, row: RowT) -> RowT | None:
     """Insert a row guarded by a unique key; ``None`` when it already exists (a duplicate)."""
-    savepoint = session.begin_nested()
-    try:
-        session.add(row)
-        session.flush()
-    except IntegrityError:
-        savepoint.rollback()
-        return None
-    savepoint.commit()
-    return row
+    return db.insert_once(session, row)
 
 
 def receipts_to_apply(session: Session, message_id: str) -> Sequence[DeliveryReceipt]:

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fhir_bridge.store import worklist
+from fhir_bridge.store.db import insert_once
 from fhir_bridge.store.models import InboxNotification
 
 
@@ -37,15 +37,7 @@ def insert_if_new(
         received_at=now,
         status="pending",
     )
-    savepoint = session.begin_nested()
-    try:
-        session.add(row)
-        session.flush()
-    except IntegrityError:
-        savepoint.rollback()
-        return None
-    savepoint.commit()
-    return row
+    return insert_once(session, row)
 
 
 def claim(session: Session, inbox_id: int, now: datetime, lease: timedelta) -> bool:

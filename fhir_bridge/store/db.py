@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+
+RowT = TypeVar("RowT")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -56,3 +59,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def insert_once(session: Session, row: RowT) -> RowT | None:
+    """Insert a row guarded by a unique key; ``None`` when it already exists (a duplicate).
+
+    A savepoint keeps the surrounding transaction usable after the constraint fires.
+    """
+    savepoint = session.begin_nested()
+    try:
+        session.add(row)
+        session.flush()
+    except IntegrityError:
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    return row
