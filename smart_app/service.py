@@ -20,7 +20,6 @@ from fhir_bridge.outreach import repository as outreach
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import LedgerEntry
 from rules.consent import CHANNELS
-from rules.consent import LedgerEntry as ConsentLedgerEntry
 from rules.consent.ledger import ACTION_OPT_IN, ACTION_OPT_OUT, SOURCE_STAFF
 from smart_app.consent_view import ChannelConsent, consent_matrix
 from smart_app.errors import MessageNotFound, NotPending, OtherPatientForbidden, SmartAppError
@@ -97,7 +96,7 @@ def load_panel(deps: PanelDeps, staff: StaffSession) -> PanelData:
         rows = outreach.messages_for_patient(session, staff.patient_ref)
         timeline = timeline_entries(rows)
         entries = outreach.ledger_for(session, staff.patient_ref, addresses)
-        ledger = [_as_consent_entry(entry) for entry in entries]
+        ledger = [outreach.as_consent_entry(entry) for entry in entries]
     matrix = (
         consent_matrix(
             patient=patient, consents=consents, ledger=ledger, policy=deps.policy, now=now
@@ -189,16 +188,3 @@ def _read_ehr(
     finally:
         client.close()
     return patient, consents, True
-
-
-def _as_consent_entry(entry: LedgerEntry) -> ConsentLedgerEntry:
-    return ConsentLedgerEntry(
-        id=str(entry.id),
-        patient_ref=entry.patient_ref or "",
-        channel=entry.channel,
-        address=entry.address,
-        purpose=entry.purpose,
-        action=entry.action,
-        recorded_at=entry.recorded_at,
-        source=entry.source,
-    )

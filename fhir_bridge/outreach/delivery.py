@@ -35,7 +35,6 @@ from fhir_bridge.outreach.planning import build_snapshot
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import LedgerEntry, PlannedMessage
 from rules.config import RulesConfig
-from rules.consent import LedgerEntry as ConsentLedgerEntry
 from rules.model import PlannedMessage as Planned
 from rules.model import WithheldMessage
 from rules.outreach import prepare_delivery
@@ -80,7 +79,8 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
         snapshot = build_snapshot(session, patient_ref, patient)
         addresses = [t.get("value") for t in (patient or {}).get("telecom") or [] if t.get("value")]
         ledger = [
-            _to_consent_entry(e) for e in repository.ledger_for(session, patient_ref, addresses)
+            repository.as_consent_entry(e)
+            for e in repository.ledger_for(session, patient_ref, addresses)
         ]
         decision = prepare_delivery(_as_planned(row), snapshot, consents, ledger, deps.config, now)
         if isinstance(decision, WithheldMessage):
@@ -277,19 +277,6 @@ def _read_optional(deps: DeliveryDeps, reference: str) -> dict[str, Any] | None:
 
 def _search_consents(deps: DeliveryDeps, patient_ref: str) -> list[dict[str, Any]]:
     return list(deps.ehr.search_all("Consent", {"patient": patient_ref, "_count": "100"}))
-
-
-def _to_consent_entry(entry: LedgerEntry) -> ConsentLedgerEntry:
-    return ConsentLedgerEntry(
-        id=f"ledger:{entry.id}",
-        patient_ref=entry.patient_ref or "",
-        channel=entry.channel,
-        address=entry.address,
-        purpose=entry.purpose,
-        action=entry.action,
-        recorded_at=entry.recorded_at,
-        source=entry.source,
-    )
 
 
 def _as_planned(row: PlannedMessage) -> Planned:

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from fhir_bridge.store.models import LedgerEntry, PlannedMessage
+from rules.consent import LedgerEntry as ConsentLedgerEntry
 
 OPEN_STATUSES = ("planned", "queued")
 HISTORY_STATUSES = ("sending", "sent", "unknown")
@@ -108,6 +109,20 @@ def ledger_for(
     if addresses:
         condition = or_(condition, LedgerEntry.address.in_(addresses))
     return list(session.scalars(select(LedgerEntry).where(condition).order_by(LedgerEntry.id)))
+
+
+def as_consent_entry(entry: LedgerEntry) -> ConsentLedgerEntry:
+    """A ledger row as the pure consent engine sees it (``ledger:{id}`` names it in traces)."""
+    return ConsentLedgerEntry(
+        id=f"ledger:{entry.id}",
+        patient_ref=entry.patient_ref or "",
+        channel=entry.channel,
+        address=entry.address,
+        purpose=entry.purpose,
+        action=entry.action,
+        recorded_at=entry.recorded_at,
+        source=entry.source,
+    )
 
 
 def add_ledger_entry(session: Session, entry: LedgerEntry) -> LedgerEntry:
