@@ -210,3 +210,17 @@ def test_a_subscription_in_error_is_reactivated_and_caught_up_by_search(
     assert stored_ids(ehr_runtime, "Appointment") == {missed["id"]}
     wait_until_active(ehr, subscription.remote_id)
     assert jobs.check_subscriptions(ehr_runtime) == {"Appointment": "ok"}
+
+
+def test_a_silent_subscription_past_two_heartbeats_is_reported_late(
+    ehr: EhrServer, ehr_runtime: Runtime
+) -> None:
+    (subscription, *_) = create_subscriptions(ehr_runtime, ("Appointment",))
+    assert subscription.remote_id is not None
+    wait_until_active(ehr, subscription.remote_id)
+    silent_since = datetime.now(UTC) - timedelta(minutes=10)
+    with transaction(ehr_runtime.sessions) as session:
+        row = session.merge(subscription)
+        row.heartbeat_period, row.last_notification_at = 60, silent_since
+
+    assert jobs.check_subscriptions(ehr_runtime) == {"Appointment": "heartbeat-late"}
