@@ -182,7 +182,14 @@ def test_drop_next_loses_the_notification_but_still_counts_the_event(
     status = delivered.json()["entry"][0]["resource"]
     event_parts = _parameter(status, "notification-event")["part"]
     assert next(p for p in event_parts if p["name"] == "event-number")["valueString"] == "2"
-    assert [d["dropped"] for d in ehr.deliveries() if d["type"] == "event-notification"] == [
-        True,
-        False,
-    ]
+    assert _event_deliveries_dropped(ehr, expected=2) == [True, False]
+
+
+def _event_deliveries_dropped(ehr: EhrServer, expected: int) -> list[bool]:
+    """The delivery log is written just after the receiver answers: wait for it."""
+    deadline = time.monotonic() + 10
+    while True:
+        dropped = [d["dropped"] for d in ehr.deliveries() if d["type"] == "event-notification"]
+        if len(dropped) >= expected or time.monotonic() > deadline:
+            return dropped
+        time.sleep(0.05)
