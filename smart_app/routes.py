@@ -128,6 +128,14 @@ def timeline_json(request: Request, patient: str | None = None) -> Response:
     return JSONResponse(data.as_json())
 
 
+@router.get("/api/inbox")
+def inbox_json(request: Request) -> Response:
+    """The launch patient's open staff-inbox items (replies, crisis and reschedule requests)."""
+    staff = current_staff(request)
+    items = service.open_inbox(smart_state(request.app).deps, staff)
+    return JSONResponse(items)
+
+
 @router.post("/messages/{message_id}/cancel")
 def cancel(request: Request, message_id: str, csrf_token: str = Form(default="")) -> Response:
     """Cancel one pending message of the launch patient."""

@@ -16,6 +16,7 @@ from typing import Any, Final
 from fhir_bridge.fhir.auth import StaticBearerAuth
 from fhir_bridge.fhir.client import EhrClient, RetryPolicy
 from fhir_bridge.fhir.errors import EhrError
+from fhir_bridge.inbound import repository as inbound_repository
 from fhir_bridge.outreach import repository as outreach
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import LedgerEntry
@@ -188,3 +189,19 @@ def _read_ehr(
     finally:
         client.close()
     return patient, consents, True
+
+
+def open_inbox(deps: PanelDeps, staff: StaffSession) -> list[dict[str, Any]]:
+    """Open staff-inbox items for the launch patient only (references, no message text)."""
+    with transaction(deps.sessions) as session:
+        return [
+            {
+                "id": item.id,
+                "kind": item.kind,
+                "priority": item.priority,
+                "communication": item.communication_ref,
+                "task": item.task_ref,
+                "created_at": item.created_at.isoformat(),
+            }
+            for item in inbound_repository.open_inbox_items(session, staff.patient_ref, 200)
+        ]

@@ -10,14 +10,12 @@ within milliseconds and a crash after the answer loses nothing.
 from __future__ import annotations
 
 import logging
-from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from channels.twilio_signature import is_valid_signature
-from fhir_bridge.inbound import repository
 from fhir_bridge.inbound.callbacks import StatusCallback, accept_status_callback
 from fhir_bridge.inbound.processing import accept_inbound
 from fhir_bridge.runtime import Runtime
@@ -99,29 +97,3 @@ def _store_inbound(rt: Runtime, sid: str, sender: str, form: dict[str, str]) -> 
             now=rt.clock(),
         )
         return row.id if row is not None else None
-
-
-@router.get("/staff/inbox")
-async def staff_inbox(request: Request) -> list[dict[str, Any]]:
-    """Open items for clinic staff (references only; the text is in the EHR Communication).
-
-    Deploy behind the clinic's authenticating proxy, like the rest of the staff surface.
-    """
-    rt: Runtime = request.app.state.runtime
-    return await run_in_threadpool(_open_items, rt)
-
-
-def _open_items(rt: Runtime) -> list[dict[str, Any]]:
-    with transaction(rt.sessions) as session:
-        return [
-            {
-                "id": item.id,
-                "kind": item.kind,
-                "priority": item.priority,
-                "patient": item.patient_ref,
-                "communication": item.communication_ref,
-                "task": item.task_ref,
-                "created_at": item.created_at.isoformat(),
-            }
-            for item in repository.open_inbox_items(session, limit=200)
-        ]

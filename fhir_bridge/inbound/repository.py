@@ -182,11 +182,12 @@ def replies_for(session: Session, inbound_id: int) -> Sequence[SmsReply]:
     )
 
 
-def open_inbox_items(session: Session, limit: int) -> Sequence[StaffInboxItem]:
+def open_inbox_items(session: Session, patient_ref: str, limit: int) -> Sequence[StaffInboxItem]:
+    """A patient's open staff-inbox items, most urgent first."""
     return list(
         session.scalars(
             select(StaffInboxItem)
-            .where(StaffInboxItem.status == "open")
+            .where(StaffInboxItem.status == "open", StaffInboxItem.patient_ref == patient_ref)
             .order_by(StaffInboxItem.priority.desc(), StaffInboxItem.created_at)
             .limit(limit)
         )

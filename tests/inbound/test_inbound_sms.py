@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from fhir_bridge.inbound import repository
 from fhir_bridge.inbound.jobs import process_inbound_message
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import InboundMessage, LedgerEntry, SmsReply
@@ -200,7 +201,7 @@ def test_crisis_gets_resources_first_and_an_urgent_task(reminded: TwoWay) -> Non
     assert task["priority"] == "stat"
     communication = _only(reminded, "Communication")
     assert task["focus"] == {"reference": f"Communication/{communication['id']}"}
-    inbox = reminded.client.get("/staff/inbox").json()
+    inbox = _inbox(reminded)
     assert [(i["kind"], i["priority"]) for i in inbox] == [("crisis", "stat")]
 
 
@@ -218,7 +219,7 @@ def test_free_text_becomes_a_communication_and_a_staff_inbox_item(reminded: TwoW
     communication = _only(reminded, "Communication")
     assert communication["inResponseTo"] == [{"reference": "Communication/comm-5551"}]
     assert communication["about"] == [{"reference": f"Appointment/{APPOINTMENT_ID}"}]
-    inbox = reminded.client.get("/staff/inbox").json()
+    inbox = _inbox(reminded)
     assert inbox[0]["communication"] == f"Communication/{communication['id']}"
     assert inbox[0]["kind"] == "message"
 
@@ -232,3 +233,15 @@ def test_acknowledgement_is_withheld_from_an_opted_out_number(reminded: TwoWay) 
     with transaction(reminded.runtime.sessions) as session:
         kinds = {r.kind: r.status for r in session.scalars(select(SmsReply))}
     assert kinds["received"] == "withheld"
+
+
+def _inbox(two_way: TwoWay) -> list[dict[str, str]]:
+    with transaction(two_way.runtime.sessions) as session:
+        return [
+            {
+                "kind": item.kind,
+                "priority": item.priority,
+                "communication": item.communication_ref or "",
+            }
+            for item in repository.open_inbox_items(session, PATIENT_REF, 50)
+        ]

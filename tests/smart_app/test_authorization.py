@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fhir_bridge.store.db import transaction
-from fhir_bridge.store.models import PlannedMessage
+from fhir_bridge.store.models import PlannedMessage, StaffInboxItem
 from tests.smart_app.conftest import NOW, PanelApp
-from tests.smart_app.records import OTHER_PATIENT_ID, seed_messages
+from tests.smart_app.records import OTHER_PATIENT_ID, PATIENT_ID, seed_messages
 from tests.support.ehr import EhrServer
 
 
@@ -70,3 +70,27 @@ def test_refusals_carry_the_security_headers_too(panel: PanelApp) -> None:
     response = panel.client.get("/smart/panel")
     assert "default-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["referrer-policy"] == "no-referrer"
+
+
+def test_staff_inbox_without_a_session_is_401(panel: PanelApp) -> None:
+    assert panel.client.get("/smart/api/inbox").status_code == 401
+
+
+def test_staff_inbox_lists_only_the_launch_patients_items(panel: PanelApp) -> None:
+    with transaction(panel.sessions) as session:
+        for inbound_id, patient_id in ((1, PATIENT_ID), (2, OTHER_PATIENT_ID)):
+            session.add(
+                StaffInboxItem(
+                    inbound_id=inbound_id,
+                    patient_ref=f"Patient/{patient_id}",
+                    kind="message",
+                    priority="routine",
+                    communication_ref=f"Communication/c{inbound_id}",
+                    created_at=NOW,
+                )
+            )
+    panel.sign_in()
+
+    items = panel.client.get("/smart/api/inbox").json()
+
+    assert [item["communication"] for item in items] == ["Communication/c1"]
