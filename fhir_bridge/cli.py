@@ -169,6 +169,11 @@ def _run(_args: argparse.Namespace) -> int:
     # SystemExit (not the default handler) lets the worker below be stopped, not orphaned.
     signal.signal(signal.SIGTERM, _stop)
     print(f"fhir-bridge: API on http://{settings.host}:{settings.port}  (Ctrl-C stops)")
+    if not settings.ehr_base_url:
+        print(
+            "fhir-bridge: no EHR configured yet; set FHIR_BRIDGE_EHR_BASE_URL (see README), "
+            "then run 'fhir-bridge subscriptions create'"
+        )
     try:
         return _serve(_args)
     finally:

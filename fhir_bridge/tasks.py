@@ -125,9 +125,16 @@ def write_communication(message_id: str) -> str:
     return jobs.write_back(get_runtime(), message_id)
 
 
+def _ehr_configured() -> bool:
+    """Periodic work that talks to the EHR waits quietly until one is configured."""
+    return bool(get_runtime().settings.ehr_base_url)
+
+
 @celery_app.task(name="fhir_bridge.dispatch_due")
 def dispatch_due() -> int:
     rt = get_runtime()
+    if not _ehr_configured():
+        return 0
     jobs.reconcile(rt)
     claimed = jobs.claim_due_messages(rt)
     for message_id in claimed:
@@ -155,12 +162,12 @@ def relay() -> int:
 
 @celery_app.task(name="fhir_bridge.check_subscriptions")
 def check_subscriptions() -> dict[str, str]:
-    return jobs.check_subscriptions(get_runtime())
+    return jobs.check_subscriptions(get_runtime()) if _ehr_configured() else {}
 
 
 @celery_app.task(name="fhir_bridge.poll")
 def poll() -> dict[str, int]:
-    return jobs.poll(get_runtime())
+    return jobs.poll(get_runtime()) if _ehr_configured() else {}
 
 
 @celery_app.task(name="fhir_bridge.process_inbound_sms")
