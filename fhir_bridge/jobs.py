@@ -195,7 +195,7 @@ def reconcile(rt: Runtime) -> dict[str, int]:
 def writeback_options(rt: Runtime) -> WritebackOptions:
     return WritebackOptions(
         identifier_system=rt.settings.communication_identifier_system,
-        sender_reference=rt.settings.sender_reference,
+        sender_reference=rt.settings.sender_reference or rt.settings.clinic_reference,
     )
 
 
