@@ -168,7 +168,8 @@ def test_two_way_sms_from_reminder_to_stop(tmp_path: Path) -> None:
             lambda: [
                 c
                 for c in s.search("Communication", subject=f"Patient/{patient_id}")
-                if c["status"] == "completed" and "sender" not in c
+                if c["status"] == "completed"
+                and c.get("sender") != {"reference": f"Patient/{patient_id}"}
             ],
             "the delivered reminder's Communication to be completed",
             timeout=60,
