@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 EHR_BASE = "https://fhir.riverside-health.example.org/api/FHIR/R4"
@@ -101,7 +102,7 @@ def appointment(
                 }
             ],
             "start": start,
-            "end": start.replace(":30:00", ":50:00"),
+            "end": _plus_minutes(start, 20),
             "minutesDuration": 20,
             "participant": [
                 {
@@ -216,3 +217,14 @@ def notification_bundle(status: dict[str, Any], *resources: dict[str, Any]) -> d
         "timestamp": "2026-11-23T14:00:01.000Z",
         "entry": entries,
     }
+
+
+def _plus_minutes(instant: str, minutes: int) -> str:
+    """``instant`` plus some minutes; text that is not a date (bad-input tests) stays as is."""
+    try:
+        moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    except ValueError:
+        return instant
+    return (
+        (moment + timedelta(minutes=minutes)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
