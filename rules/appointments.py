@@ -57,6 +57,27 @@ def _withheld(
     )
 
 
+def _not_sent(
+    ctx: PlanningContext,
+    key: str,
+    about: tuple[str, ...],
+    reason: str,
+    detail: str,
+    trace: Mapping[str, Any],
+) -> WithheldMessage:
+    """A reminder slot of this appointment that will not be sent, and why."""
+    return WithheldMessage(
+        key=key,
+        rule=RULE,
+        purpose=PURPOSE_APPOINTMENT_REMINDER,
+        patient_ref=ctx.patient_ref,
+        about=about,
+        reason=reason,
+        detail=detail,
+        trace=trace,
+    )
+
+
 def _patient_participation(appointment: Mapping[str, Any], patient_ref: str) -> str | None:
     for participant in appointment.get("participant") or ():
         if same_reference(reference_of(participant.get("actor")), patient_ref):
@@ -249,15 +270,13 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
     outcome.planned.extend(upcoming)
     for text in missed:
         outcome.withheld.append(
-            WithheldMessage(
-                key=f"{prefix}|{text}",
-                rule=RULE,
-                purpose=PURPOSE_APPOINTMENT_REMINDER,
-                patient_ref=ctx.patient_ref,
-                about=about,
-                reason="offset-passed",
-                detail="the send time had already passed when planned",
-                trace=base_trace | {"offset": text},
+            _not_sent(
+                ctx,
+                f"{prefix}|{text}",
+                about,
+                "offset-passed",
+                "the send time had already passed when planned",
+                base_trace | {"offset": text},
             )
         )
     if not missed or not catch_up or already_sent or catch_up_sent:
@@ -266,15 +285,13 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
     trace = base_trace | {"offset": "catch-up", "missed_offsets": missed} | catch[1]
     if isinstance(catch[0], str):
         outcome.withheld.append(
-            WithheldMessage(
-                key=f"{prefix}|catch-up",
-                rule=RULE,
-                purpose=PURPOSE_APPOINTMENT_REMINDER,
-                patient_ref=ctx.patient_ref,
-                about=about,
-                reason=catch[0],
-                detail="no catch-up reminder needed or possible",
-                trace=trace,
+            _not_sent(
+                ctx,
+                f"{prefix}|catch-up",
+                about,
+                catch[0],
+                "no catch-up reminder needed or possible",
+                trace,
             )
         )
         return outcome

@@ -60,7 +60,7 @@ def replan_patient(
     for key, message in wanted.items():
         row = existing.get(key)
         if row is None:
-            session.add(_new_row(message, now))
+            session.add(new_row(message, now))
         elif row.status in ("planned", "queued") or (
             row.status == "cancelled" and row.reason != REASON_CANCELLED_BY_STAFF
         ):
@@ -88,7 +88,8 @@ def replan_patient(
     return withheld_ids
 
 
-def _new_row(message: Planned, now: datetime) -> PlannedMessage:
+def new_row(message: Planned, now: datetime) -> PlannedMessage:
+    """The stored form of a freshly planned message."""
     return PlannedMessage(
         id=str(uuid.uuid4()),
         key=message.key,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from channels.base import (
 from fhir_bridge.fhir.errors import EhrNotFound
 from fhir_bridge.fhir.resources import patient_reference
 from fhir_bridge.outreach.delivery import DeliveryDeps, deliver, reconcile_abandoned
+from fhir_bridge.outreach.planning import new_row
 from fhir_bridge.runtime import Runtime
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import PlannedMessage
@@ -196,23 +196,8 @@ def _queued_reminder(rt: Runtime) -> tuple[str, datetime, StubEhr]:
         default_config(),
         datetime.fromisoformat("2026-11-23T12:00:00+00:00"),
     ).messages[0]
-    row = PlannedMessage(
-        id=str(uuid.uuid4()),
-        key=message.key,
-        rule=message.rule,
-        purpose=message.purpose,
-        patient_ref=message.patient_ref,
-        about=list(message.about),
-        send_at=message.send_at,
-        status="queued",
-        template=message.template,
-        language=message.language,
-        variables=dict(message.variables),
-        trace=dict(message.trace),
-        lease_until=message.send_at - timedelta(seconds=1),
-        created_at=message.send_at,
-        updated_at=message.send_at,
-    )
+    row = new_row(message, message.send_at)
+    row.status, row.lease_until = "queued", message.send_at - timedelta(seconds=1)
     with transaction(rt.sessions) as session:
         session.add(row)
     return row.id, message.send_at, StubEhr(visit, person)
