@@ -120,7 +120,7 @@ def generate(count: int, seed: int = 20261201) -> Iterator[PatientSnapshot]:
             patient_ref=patient_ref,
             patient=_patient(rng, ident),
             resources=appointments,
-            locations={location_ref: locations[location_ref]},
+            referenced={location_ref: locations[location_ref]},
         )
 
 

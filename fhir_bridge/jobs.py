@@ -17,11 +17,13 @@ from sqlalchemy.orm import Session
 from fhir_bridge.fhir.errors import EhrError
 from fhir_bridge.inbound.jobs import status_callback_url
 from fhir_bridge.ingest import repository as inbox_repository
-from fhir_bridge.ingest.parsing import InvalidNotification
+from fhir_bridge.ingest.parsing import InvalidNotification, parse_topic_bundle
+from fhir_bridge.optout import email_unsubscribe_links
 from fhir_bridge.outreach import repository as message_repository
 from fhir_bridge.outreach.communication import WritebackOptions
 from fhir_bridge.outreach.delivery import DeliveryDeps, deliver, reconcile_abandoned
 from fhir_bridge.outreach.planning import replan_patient
+from fhir_bridge.outreach.snapshot import ReferenceSource, prefetch_references
 from fhir_bridge.outreach.writeback import write_communication
 from fhir_bridge.runtime import Runtime
 from fhir_bridge.settings import SUBSCRIBED_TYPES
@@ -46,7 +48,14 @@ def patient_changed_hook(rt: Runtime, now: datetime) -> Callable[[Session, str],
 
     def on_patient_changed(session: Session, patient_ref: str) -> None:
         patient = _patient_for(session, rt, patient_ref, now)
-        replan_patient(session, patient_ref=patient_ref, patient=patient, config=rt.rules, now=now)
+        replan_patient(
+            session,
+            patient_ref=patient_ref,
+            patient=patient,
+            config=rt.rules,
+            now=now,
+            source=reference_source(rt),
+        )
 
     return on_patient_changed
 
@@ -74,6 +83,30 @@ def _patient_for(
     return patient
 
 
+def reference_source(rt: Runtime) -> ReferenceSource:
+    """Where planning and delivery read Locations, Practitioners, Medications… from."""
+    return ReferenceSource(ehr=rt.ehr, ttl=timedelta(seconds=rt.settings.reference_ttl_seconds))
+
+
+def _prefetch_for_notification(rt: Runtime, inbox_id: int, now: datetime) -> None:
+    """Read what the notification's resources refer to before the processing transaction."""
+    with transaction(rt.sessions) as session:
+        row = inbox_repository.get(session, inbox_id)
+        body = row.body if row is not None else None
+        kind = row.kind if row is not None else None
+    if not isinstance(body, dict):
+        return
+    if kind == "classic-resource":
+        resources = [body]
+    else:
+        try:
+            parsed = parse_topic_bundle(body)
+        except InvalidNotification:
+            return
+        resources = [event.resource for event in parsed.events if event.resource is not None]
+    prefetch_references(rt.sessions, reference_source(rt), resources, now)
+
+
 def sync_deps(rt: Runtime, now: datetime) -> SyncDeps:
     return SyncDeps(
         ehr=rt.ehr, now=now, skew=rt.skew, on_patient_changed=patient_changed_hook(rt, now)
@@ -93,6 +126,7 @@ def process_inbox(rt: Runtime, inbox_id: int) -> str:
             )
             return "failed"
     try:
+        _prefetch_for_notification(rt, inbox_id, now)
         with transaction(rt.sessions) as session:
             row = inbox_repository.get(session, inbox_id)
             assert row is not None
@@ -180,7 +214,11 @@ def delivery_deps(rt: Runtime) -> DeliveryDeps:
         max_attempts=rt.settings.max_send_attempts,
         refresh=refresh,
         status_callback_url=lambda message_id: status_callback_url(rt, message_id),
+        list_unsubscribe=lambda message_id: email_unsubscribe_links(
+            rt.settings, message_id, rt.clock
+        ),
         fallback=rt.settings.channel_fallback,
+        references=reference_source(rt),
     )
 
 

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     max_notification_bytes: int = Field(default=1_000_000, ge=1024)
     poll_page_size: int = Field(default=100, ge=1, le=1000)
     clock_skew_seconds: int = Field(default=5, ge=0)
+    reference_ttl_seconds: int = Field(default=3600, ge=0)
 
     # Periodic work (seconds)
     dispatch_interval_seconds: float = Field(default=5.0, gt=0)
@@ -91,6 +92,8 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = "noreply@clinic.invalid"
+    email_unsubscribe_mailto: str | None = None
+    email_unsubscribe_days: int = Field(default=365, ge=30, le=3650)
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str | None = None
@@ -149,6 +152,13 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "EHR_AUTH=smart-backend needs " + ", ".join(ENV_PREFIX + m for m in missing)
                 )
+        if self.email_provider == "smtp" and (
+            self.notification_secret is None or not self.notification_secret.get_secret_value()
+        ):
+            raise ValueError(
+                f"EMAIL_PROVIDER=smtp needs {ENV_PREFIX}NOTIFICATION_SECRET "
+                "(every email carries a signed one-click unsubscribe link)"
+            )
         try:
             self.channels_config()
         except ValidationError as exc:

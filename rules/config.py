@@ -101,9 +101,13 @@ class LanguagesConfig(_Section):
 
 
 class SmsConfig(_Section):
-    """SMS length cap (in segments) and whether replies like C/R are handled."""
+    """SMS length cap (in segments) and whether replies like C/R are handled.
 
-    max_segments: int = Field(default=3, ge=1, le=10)
+    One segment (160 GSM-7 characters, 70 UCS-2) by default: the TCPA healthcare
+    exemption, 47 CFR 64.1200(a)(9)(iv), covers texts of 160 characters or fewer.
+    """
+
+    max_segments: int = Field(default=1, ge=1, le=10)
     two_way: bool = True
     smart_encoding: bool = True
 
@@ -176,10 +180,18 @@ class DischargeRulesConfig(_Section):
 
 
 class LocationOverride(_Section):
-    """Settings for one ``Location/id`` that beat the organisation-wide ones."""
+    """Settings for one ``Location/id`` that beat the organisation-wide ones.
+
+    Place names are default-deny: a message names a place only when it is listed
+    here as ``patient_facing`` (its own ``Location.name``) or with a neutral
+    ``display_name`` alias; otherwise it names the organisation only. A message
+    about sensitive care names a place only when ``safe_for_sensitive`` is set.
+    """
 
     timezone: ZoneName | None = None
     display_name: str | None = None
+    patient_facing: bool = False
+    safe_for_sensitive: bool = False
     clinic_name: str | None = None
     clinic_phone: str | None = None
     quiet_hours: QuietHoursConfig | None = None

@@ -13,9 +13,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.config import LocationOverride, RulesConfig
-from rules.fhir_json import first_name, preferred_language, same_reference
+from rules.fhir_json import first_name, preferred_language
 from rules.model import PatientSnapshot, PlannedMessage, WithheldMessage
-from rules.privacy import classify_sensitivity, location_display
+from rules.privacy import classify_sensitivity
+from rules.snapshot import referenced_closure
 from rules.timing import QuietHours, resolve_zone
 
 
@@ -74,15 +75,7 @@ class PlanningContext:
 
     def location(self, reference: str | None) -> Mapping[str, Any] | None:
         """The Location resource for a reference, if the pipeline supplied it."""
-        if not reference:
-            return None
-        found = self.snapshot.locations.get(reference)
-        if found is not None:
-            return found
-        for key, value in self.snapshot.locations.items():
-            if same_reference(reference, key):
-                return value
-        return None
+        return self.snapshot.resolve(reference)
 
     def override(self, location_ref: str | None) -> LocationOverride | None:
         """The rules file's settings for a location, if any."""
@@ -127,13 +120,31 @@ class PlanningContext:
         }
 
     def location_name(self, location_ref: str | None, sensitive: bool) -> str:
-        """A location name safe for the message; curated names only when not sensitive."""
+        """The place name a message may print, or ``""`` (the organisation only).
+
+        Default-deny: only places the rules file lists as patient-facing (or with
+        an alias) are named; for sensitive care only those marked safe for it; and
+        never a name the privacy policy finds revealing, whatever the listing says.
+        """
         override = self.override(location_ref)
-        if override and override.display_name and not sensitive:
-            return override.display_name
-        return location_display(self.location(location_ref), self.config.privacy) or ""
+        if override is None or not (override.patient_facing or override.display_name):
+            return ""
+        if sensitive and not override.safe_for_sensitive:
+            return ""
+        location = self.location(location_ref)
+        name = override.display_name or (location or {}).get("name")
+        if not isinstance(name, str) or not name.strip():
+            return ""
+        if self.config.privacy.name_is_revealing(name):
+            return ""
+        return name.strip()
 
     def sensitivity(self, resources: Sequence[Mapping[str, Any]]) -> tuple[bool, tuple[str, ...]]:
-        """Whether the messages about ``resources`` must use the generic wording."""
-        result = classify_sensitivity(resources, self.config.privacy)
+        """Whether the messages about ``resources`` must use the generic wording.
+
+        Reads the resources and everything they refer to (Location, HealthcareService,
+        Practitioner, PractitionerRole, Organization, Medication) from the snapshot.
+        """
+        referenced = referenced_closure(resources, self.snapshot.resolve)
+        result = classify_sensitivity([*resources, *referenced.values()], self.config.privacy)
         return bool(result.sensitive), tuple(result.reasons)

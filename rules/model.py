@@ -37,7 +37,23 @@ class PatientSnapshot:
     patient: Mapping[str, Any] | None
     resources: Sequence[Mapping[str, Any]]
     history: Sequence[SentRecord] = ()
-    locations: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    referenced: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Resources the rules read through a reference (Location, HealthcareService,
+    Practitioner, PractitionerRole, Organization, Medication), by relative reference
+    ``Type/id``. Live planning and ``preview`` fill it with the same function,
+    :func:`rules.snapshot.build_snapshot`."""
+
+    def resolve(self, reference: str | None) -> Mapping[str, Any] | None:
+        """The referenced resource for ``Type/id`` or an absolute URL ending in it."""
+        if not reference:
+            return None
+        found = self.referenced.get(reference)
+        if found is not None:
+            return found
+        for key, value in self.referenced.items():
+            if reference.endswith("/" + key):
+                return value
+        return None
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,9 @@ class PlannedMessage:
     variables: Mapping[str, str]
     trace: Mapping[str, Any]
     sensitive: bool = False
+    about_at: datetime | None = None
+    """When what the message is about happens (an appointment's start). Frequency caps
+    keep the message about the soonest event; ``None`` ranks by ``send_at``."""
 
     def withhold(self, reason: str, detail: str, trace: Mapping[str, Any]) -> WithheldMessage:
         """This message, decided against: same key and subject, with the reason and trace."""
@@ -71,6 +90,7 @@ class PlannedMessage:
             reason=reason,
             detail=detail,
             trace=trace,
+            send_at=self.send_at,
         )
 
 
@@ -86,6 +106,8 @@ class WithheldMessage:
     reason: str
     detail: str
     trace: Mapping[str, Any]
+    send_at: datetime | None = None
+    """When it would have been sent; a ``cap-reached`` decision is provisional until then."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +160,8 @@ LIFECYCLE_REASONS = frozenset(
         "discharge-time-unknown",
         "readmitted",
         "offset-passed",
+        "catch-up-not-needed",
+        "catch-up-too-close-to-start",
     }
 )
 LIFECYCLE_PREFIXES = ("appointment-", "medication-request-")
@@ -149,5 +173,10 @@ def is_lifecycle_reason(reason: str) -> bool:
     A cancelled appointment or a stopped prescription is not a message we chose
     to withhold from a patient; recording it as a not-done Communication would
     bury the real decisions (consent, caps, protections) auditors look for.
+    The same holds for bookkeeping about reminder slots: an offset whose time had
+    passed when the appointment was booked (``offset-passed``), a catch-up not
+    needed because a regular reminder follows soon, or none because the visit
+    starts within the minimum lead (the patient has just booked it). A catch-up
+    that quiet hours push past the start *is* audited: a policy withheld it.
     """
     return reason in LIFECYCLE_REASONS or reason.startswith(LIFECYCLE_PREFIXES)

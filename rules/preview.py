@@ -16,8 +16,9 @@ from rules.config import RulesConfig
 from rules.consent import mask_address
 from rules.engine import plan_for_patient
 from rules.fhir_json import ref_of, reference_of, same_reference
-from rules.model import PatientSnapshot, PlannedMessage, PreparedDelivery, WithheldMessage
+from rules.model import PlannedMessage, PreparedDelivery, WithheldMessage
 from rules.outreach import prepare_delivery
+from rules.snapshot import build_snapshot, bundle_lookup
 from rules.timing import zone_or_none
 
 PLANNED_TYPES = frozenset({"Appointment", "MedicationRequest", "Encounter"})
@@ -58,12 +59,9 @@ def _relative(reference: str) -> str:
     return reference[reference.rindex("Patient/") :]
 
 
-def split_by_patient(
-    resources: Sequence[Mapping[str, Any]],
-) -> tuple[list[_PatientInput], dict[str, Mapping[str, Any]]]:
-    """Group a Bundle's resources into one input per patient, plus all Locations."""
+def split_by_patient(resources: Sequence[Mapping[str, Any]]) -> list[_PatientInput]:
+    """Group a Bundle's resources into one input per patient."""
     inputs: dict[str, _PatientInput] = {}
-    locations = {ref_of(r): r for r in resources if r.get("resourceType") == "Location"}
     for resource in resources:
         if resource.get("resourceType") == "Patient":
             entry = inputs.setdefault(ref_of(resource), _PatientInput(ref_of(resource)))
@@ -76,7 +74,7 @@ def split_by_patient(
             key = next((k for k in inputs if same_reference(patient_ref, k)), patient_ref)
             entry = inputs.setdefault(key, _PatientInput(key))
             (entry.consents if kind == "Consent" else entry.resources).append(resource)
-    return list(inputs.values()), locations
+    return list(inputs.values())
 
 
 def _local(moment: datetime, trace: Mapping[str, Any]) -> str:
@@ -133,14 +131,15 @@ def preview(document: Any, config: RulesConfig, now: datetime) -> list[dict[str,
     Each planned message is also taken through :func:`prepare_delivery` as of its
     send time (consent, contact, protections, rendering), without sending.
     """
-    inputs, locations = split_by_patient(_resources(document))
+    resources = _resources(document)
+    lookup = bundle_lookup(resources)
     results: list[dict[str, Any]] = []
-    for item in inputs:
-        snapshot = PatientSnapshot(
+    for item in split_by_patient(resources):
+        snapshot = build_snapshot(
             patient_ref=item.patient_ref,
             patient=item.patient,
             resources=item.resources,
-            locations=locations,
+            lookup=lookup,
         )
         plan = plan_for_patient(snapshot, config, now)
         for message in plan.messages:

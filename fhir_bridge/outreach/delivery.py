@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import (
     ChannelAdapter,
+    ListUnsubscribe,
     OutboundMessage,
     PermanentChannelError,
     TransientChannelError,
 )
 from fhir_bridge.fhir.errors import EhrNotFound
 from fhir_bridge.outreach import repository
-from fhir_bridge.outreach.planning import build_snapshot
+from fhir_bridge.outreach.snapshot import ReferenceSource, live_snapshot, prefetch_references
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import LedgerEntry, PlannedMessage
 from rules.config import RulesConfig
@@ -57,7 +58,9 @@ class DeliveryDeps:
     max_attempts: int
     refresh: Callable[[Session, list[dict[str, Any]], dict[str, Any] | None], None]
     status_callback_url: Callable[[str], str | None] = lambda _id: None
+    list_unsubscribe: Callable[[str], ListUnsubscribe | None] = lambda _id: None
     fallback: bool = True
+    references: ReferenceSource | None = None
 
 
 def deliver(deps: DeliveryDeps, message_id: str) -> str:
@@ -71,12 +74,13 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
     patient = _read_optional(deps, patient_ref)
     consents = _search_consents(deps, patient_ref)
     now = deps.clock()
+    prefetch_references(deps.factory, deps.references, fresh, now)
     with transaction(deps.factory) as session:
         deps.refresh(session, fresh, patient)
         row = repository.get(session, message_id)
         if row is None or row.status != "queued":
             return "cancelled"
-        snapshot = build_snapshot(session, patient_ref, patient)
+        snapshot = live_snapshot(session, patient_ref, patient, source=deps.references, now=now)
         addresses = [t.get("value") for t in (patient or {}).get("telecom") or [] if t.get("value")]
         ledger = [
             repository.as_consent_entry(e)
@@ -107,6 +111,7 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
             subject=decision.rendered.subject,
             html=decision.rendered.html,
             status_callback_url=deps.status_callback_url(row.id),
+            list_unsubscribe=deps.list_unsubscribe(row.id) if decision.channel == "email" else None,
         )
     return _send(deps, outbound)
 

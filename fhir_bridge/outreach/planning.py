@@ -1,9 +1,26 @@
 """Re-planning a patient's outreach whenever one of their resources changes.
 
 The rules return the complete desired plan; here it is reconciled with what is
-stored, by message key: new keys are inserted, vanished keys still pending are
-cancelled, changed times are rescheduled. Messages already sent or withheld are
-history and never touched, so re-planning any number of times is safe.
+stored, by message key: new keys are inserted, changed times are rescheduled,
+decisions against a message are recorded, and keys the plan no longer mentions
+at all are cancelled (``no-longer-planned``, no Communication: the appointment
+or order behind them is gone or merged). Messages already sent and final
+decisions are history and never touched, so re-planning any number of times,
+with notifications in any order, ends in the same rows.
+
+Frequency caps (issue #8.8). A message that loses to a cap is stored as
+``withheld`` / ``cap-reached`` with ``communication_status`` ``pending`` and, as
+``send_at``, the time it would have gone, never cancelled. Until that time the
+decision is *provisional*: every re-plan re-decides it, and if the competing
+message goes away (its appointment was cancelled) the row returns to
+``planned`` and nothing is written to the EHR. Once the send time has come the
+decision is final: re-plans leave it alone and the relay writes the not-done
+Communication (``repository.pending_writebacks`` holds a cap decision until its
+``send_at``). So auditors see a not-done Communication exactly for the
+reminders the patient did not get because of a cap, and staff see the pending
+decision, with the message that took the slot (``caps.taken_by``), before then.
+A provisional cap whose message disappears from the plan altogether is
+cancelled like any other pending message.
 """
 
 from __future__ import annotations
@@ -17,31 +34,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fhir_bridge.outreach import repository
+from fhir_bridge.outreach.snapshot import ReferenceSource, live_snapshot
 from fhir_bridge.store.models import REASON_CANCELLED_BY_STAFF, PlannedMessage
-from fhir_bridge.sync import repository as state_repository
+from rules.caps import REASON_CAP_REACHED
 from rules.config import RulesConfig
 from rules.engine import plan_for_patient
-from rules.model import PatientSnapshot, Plan, SentRecord, WithheldMessage, is_lifecycle_reason
+from rules.model import PatientSnapshot, Plan, WithheldMessage, is_lifecycle_reason
 from rules.model import PlannedMessage as Planned
 
 log = logging.getLogger(__name__)
 
 Planner = Callable[[PatientSnapshot, RulesConfig, datetime], Plan]
-
-
-def build_snapshot(
-    session: Session, patient_ref: str, patient: dict[str, Any] | None
-) -> PatientSnapshot:
-    """Everything the rules may look at for one patient, from our store."""
-    resources = [row.body for row in state_repository.resources_for_patient(session, patient_ref)]
-    history = [
-        SentRecord(key=m.key, rule=m.rule, purpose=m.purpose, send_at=m.sent_at or m.send_at)
-        for m in repository.messages_for_patient(session, patient_ref)
-        if m.status in repository.HISTORY_STATUSES
-    ]
-    return PatientSnapshot(
-        patient_ref=patient_ref, patient=patient, resources=resources, history=history
-    )
 
 
 def replan_patient(
@@ -52,40 +55,74 @@ def replan_patient(
     config: RulesConfig,
     now: datetime,
     planner: Planner = plan_for_patient,
+    source: ReferenceSource | None = None,
 ) -> list[str]:
-    """Reconcile stored messages with a fresh plan; returns ids of newly withheld messages."""
-    plan = planner(build_snapshot(session, patient_ref, patient), config, now)
+    """Reconcile stored messages with a fresh plan; returns ids of newly withheld messages.
+
+    Order matters only for clarity, not for the outcome: wanted keys first (a
+    provisional cap decision may come back to ``planned``), then decisions
+    against messages (an open row that now loses to a cap is withheld, never
+    cancelled), then keys the plan no longer mentions.
+    """
+    snapshot = live_snapshot(session, patient_ref, patient, source=source, now=now)
+    plan = planner(snapshot, config, now)
     existing = {m.key: m for m in repository.messages_for_patient(session, patient_ref)}
     wanted = {m.key: m for m in plan.messages}
+    decided = {w.key: w for w in plan.withheld if not is_lifecycle_reason(w.reason)}
     for key, message in wanted.items():
         row = existing.get(key)
         if row is None:
             session.add(new_row(message, now))
-        elif row.status in ("planned", "queued") or (
-            row.status == "cancelled" and row.reason != REASON_CANCELLED_BY_STAFF
-        ):
+        elif _may_replan(row, now):
             _reschedule(row, message)
-    for key, row in existing.items():
-        if key not in wanted and row.status in repository.OPEN_STATUSES:
-            row.status = "cancelled"
-            row.reason = "no-longer-planned"
-            row.lease_until = None
-            row.trace = {**row.trace, "cancelled_at": now.isoformat()}
     withheld_ids = []
-    for withheld in plan.withheld:
-        if is_lifecycle_reason(withheld.reason):
-            continue
-        row = existing.get(withheld.key)
+    for key, withheld in decided.items():
+        row = existing.get(key)
         if row is None:
             row = _withheld_row(withheld, now)
             session.add(row)
-        elif row.status in repository.OPEN_STATUSES:
-            _mark_withheld(row, withheld.reason, withheld.detail, dict(withheld.trace))
+        elif _may_replan(row, now):
+            unchanged = (row.status, row.reason) == ("withheld", withheld.reason)
+            _mark_withheld(row, withheld)
+            if unchanged:
+                continue
         else:
             continue
         withheld_ids.append(row.id)
+    for key, row in existing.items():
+        if key in wanted or key in decided:
+            continue
+        if row.status in repository.OPEN_STATUSES or is_provisional_cap(row, now):
+            _cancel(row, now)
     session.flush()
     return withheld_ids
+
+
+def is_provisional_cap(row: PlannedMessage, now: datetime) -> bool:
+    """A cap decision whose send time has not come yet: re-decided by every re-plan."""
+    return (
+        row.status == "withheld"
+        and row.reason == REASON_CAP_REACHED
+        and row.communication_status == "pending"
+        and row.send_at > now
+    )
+
+
+def _may_replan(row: PlannedMessage, now: datetime) -> bool:
+    """Still open to a new decision: pending, provisionally capped, or cancelled by us."""
+    if row.status in repository.OPEN_STATUSES or is_provisional_cap(row, now):
+        return True
+    return row.status == "cancelled" and row.reason != REASON_CANCELLED_BY_STAFF
+
+
+def _cancel(row: PlannedMessage, now: datetime) -> None:
+    """Nothing calls for this message any more; no Communication (nothing was withheld)."""
+    row.status = "cancelled"
+    row.reason = "no-longer-planned"
+    row.reason_detail = None
+    row.lease_until = None
+    row.communication_status = "none"
+    row.trace = {**row.trace, "cancelled_at": now.isoformat()}
 
 
 def new_row(message: Planned, now: datetime) -> PlannedMessage:
@@ -115,6 +152,8 @@ def _reschedule(row: PlannedMessage, message: Planned) -> None:
         log.info("message rescheduled", extra={"message_id": row.id})
     row.status = "planned"
     row.reason = None
+    row.reason_detail = None
+    row.communication_status = "none"
     row.lease_until = None
     row.send_at = message.send_at
     row.about = list(message.about)
@@ -141,15 +180,22 @@ def _withheld_row(withheld: WithheldMessage, now: datetime) -> PlannedMessage:
         created_at=now,
         updated_at=now,
     )
-    _mark_withheld(row, withheld.reason, withheld.detail, dict(withheld.trace))
+    _mark_withheld(row, withheld)
     return row
 
 
-def _mark_withheld(row: PlannedMessage, reason: str, detail: str, trace: dict[str, Any]) -> None:
-    """Withheld is final and audited: a not-done Communication will be written for it."""
+def _mark_withheld(row: PlannedMessage, withheld: WithheldMessage) -> None:
+    """Audited: a not-done Communication will be written for it.
+
+    Final at once, except a cap decision, which is final at the time the message
+    would have gone (stored as ``send_at``; see the module docstring).
+    """
     row.status = "withheld"
-    row.reason = reason
-    row.reason_detail = detail
-    row.trace = {**(row.trace or {}), "withheld": trace}
+    row.reason = withheld.reason
+    row.reason_detail = withheld.detail
+    row.about = list(withheld.about)
+    row.trace = {**(row.trace or {}), "withheld": dict(withheld.trace)}
     row.lease_until = None
     row.communication_status = "pending"
+    if withheld.reason == REASON_CAP_REACHED and withheld.send_at is not None:
+        row.send_at = withheld.send_at

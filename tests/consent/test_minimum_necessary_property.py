@@ -190,7 +190,7 @@ def test_sensitive_outreach_never_repeats_clinical_text(
         patient_ref=PATIENT_REF,
         patient=load("patient-camila-lopez"),
         resources=[appointment_resource, medication, stay],
-        locations={LOCATION_REF: location},
+        referenced={LOCATION_REF: location},
     )
     secrets = [
         text.rsplit(" ", 1)[-1]

@@ -106,7 +106,7 @@ def snapshot(
         patient=patient_resource,
         resources=list(resources),
         history=list(history),
-        locations=dict(locations) if locations is not None else {LOCATION_REF: location()},
+        referenced=dict(locations) if locations is not None else {LOCATION_REF: location()},
     )
 
 

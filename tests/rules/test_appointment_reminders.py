@@ -52,8 +52,55 @@ def test_reminder_variables_hold_only_allowlisted_non_clinical_values() -> None:
         "link": "https://portal.example.org/visits",
         "date": "Tuesday, December 1",
         "time": "10:30 AM",
-        "location_name": "Riverside Family Medicine",
+        "location_name": "",
     }
+
+
+def test_a_place_the_rules_file_does_not_list_is_never_named() -> None:
+    clinic = location(name="Riverside Family Medicine")
+
+    plan = plan_for_patient(
+        snapshot(appointment(), locations={LOCATION_REF: clinic}), uncapped(), NOW
+    )
+
+    assert plan.messages[0].variables["location_name"] == ""
+
+
+def test_a_place_listed_as_patient_facing_is_named_by_its_own_name() -> None:
+    config = config_with(
+        {"caps": {"per_day": 10}, "locations": {LOCATION_REF: {"patient_facing": True}}}
+    )
+
+    plan = plan_for_patient(snapshot(appointment()), config, NOW)
+
+    assert plan.messages[0].variables["location_name"] == "Riverside Family Medicine"
+
+
+def test_a_listed_place_is_not_named_in_a_sensitive_message_unless_marked_safe() -> None:
+    psychiatry = {"coding": [{"system": "http://snomed.info/sct", "code": "394587001"}]}
+    listed = {"caps": {"per_day": 10}, "locations": {LOCATION_REF: {"display_name": "Main St"}}}
+    safe = {
+        "caps": {"per_day": 10},
+        "locations": {LOCATION_REF: {"display_name": "Main St", "safe_for_sensitive": True}},
+    }
+
+    hidden = plan_for_patient(
+        snapshot(appointment(specialty=[psychiatry])), config_with(listed), NOW
+    )
+    shown = plan_for_patient(snapshot(appointment(specialty=[psychiatry])), config_with(safe), NOW)
+
+    assert hidden.messages[0].variables["location_name"] == ""
+    assert shown.messages[0].variables["location_name"] == "Main St"
+
+
+def test_a_listed_name_that_reveals_the_care_is_still_not_printed() -> None:
+    config = config_with(
+        {"caps": {"per_day": 10}, "locations": {LOCATION_REF: {"display_name": "PrEP Clinic"}}}
+    )
+
+    plan = plan_for_patient(snapshot(appointment()), config, NOW)
+
+    assert plan.messages[0].variables["location_name"] == ""
 
 
 @pytest.mark.parametrize(

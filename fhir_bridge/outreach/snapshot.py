@@ -1,0 +1,157 @@
+"""The live half of "one snapshot, two callers": referenced resources from our store or the EHR.
+
+``rules.snapshot.build_snapshot`` is what ``preview`` also calls; here its
+``lookup`` is backed by ``resource_state``: a Location, Practitioner, Medication…
+read once from the EHR is kept with its version and re-read after
+``reference_ttl`` (a renamed clinic or a corrected time zone reaches messages
+within that time; a notification about the resource itself refreshes it at once).
+
+Network reads happen in :func:`prefetch_references`, called *before* the
+planning or delivery transaction opens, so no EHR call waits while a database
+lock is held. Inside the transaction the lookup reads the store; only a
+reference that prefetch could not see coming (an id-only event whose focus is
+read inside the transaction) is fetched there, once, and then cached.
+When the EHR is unreachable a stale cached copy is used, and a reference the
+EHR does not have is left out (the rules then use their documented fallbacks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from fhir_bridge.fhir.errors import EhrError, EhrNotFound
+from fhir_bridge.fhir.resources import Version
+from fhir_bridge.outreach import repository
+from fhir_bridge.store.db import transaction
+from fhir_bridge.sync import repository as state_repository
+from rules.model import PatientSnapshot, SentRecord
+from rules.snapshot import Lookup, build_snapshot, referenced_closure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReferenceSource:
+    """Where referenced resources come from: the EHR client, how long a copy stays fresh."""
+
+    ehr: Any
+    ttl: timedelta
+
+
+def _fresh_body(
+    session: Session, reference: str, now: datetime, ttl: timedelta
+) -> tuple[Mapping[str, Any] | None, bool]:
+    """The stored body (or ``None``) and whether it is still fresh."""
+    resource_type, _, resource_id = reference.partition("/")
+    row = state_repository.get_state(session, resource_type, resource_id)
+    if row is None:
+        return None, False
+    return row.body, row.stored_at >= now - ttl
+
+
+def _fetch(source: ReferenceSource, reference: str) -> dict[str, Any] | EhrError | None:
+    resource_type, _, resource_id = reference.partition("/")
+    try:
+        resource = source.ehr.read(resource_type, resource_id)
+    except EhrNotFound:
+        return None
+    except EhrError as error:
+        log.warning("referenced resource unavailable", extra={"type": resource_type})
+        return error
+    return dict(resource) if isinstance(resource, Mapping) else None
+
+
+def _store(session: Session, resource: Mapping[str, Any], now: datetime) -> None:
+    resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+    if not isinstance(resource_type, str) or not isinstance(resource_id, str):
+        return
+    existing = state_repository.get_state(session, resource_type, resource_id)
+    version = Version.of(resource)
+    state_repository.save_state(
+        session,
+        existing,
+        resource=dict(resource),
+        version_id=version.version_id,
+        last_updated=version.last_updated,
+        patient_ref=None,
+        now=now,
+    )
+
+
+def session_lookup(session: Session, source: ReferenceSource | None, now: datetime) -> Lookup:
+    """Store first; on a miss (or a stale copy) read the EHR once and cache the answer."""
+
+    def lookup(reference: str) -> Mapping[str, Any] | None:
+        if source is None:
+            return _fresh_body(session, reference, now, timedelta(0))[0]
+        body, fresh = _fresh_body(session, reference, now, source.ttl)
+        if fresh:
+            return body
+        fetched = _fetch(source, reference)
+        if isinstance(fetched, EhrError):
+            return body
+        if fetched is not None:
+            _store(session, fetched, now)
+        return fetched
+
+    return lookup
+
+
+def prefetch_references(
+    factory: sessionmaker[Session],
+    source: ReferenceSource | None,
+    resources: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> None:
+    """Bring every resource the rules will follow from ``resources`` into the store.
+
+    Each EHR read happens outside any transaction; each cache check and save is a
+    short transaction of its own.
+    """
+    if source is None or not resources:
+        return
+
+    def lookup(reference: str) -> Mapping[str, Any] | None:
+        with transaction(factory) as session:
+            body, fresh = _fresh_body(session, reference, now, source.ttl)
+        if fresh:
+            return body
+        fetched = _fetch(source, reference)
+        if isinstance(fetched, EhrError):
+            return body
+        if fetched is not None:
+            with transaction(factory) as session:
+                _store(session, fetched, now)
+        return fetched
+
+    referenced_closure(resources, lookup)
+
+
+def live_snapshot(
+    session: Session,
+    patient_ref: str,
+    patient: Mapping[str, Any] | None,
+    *,
+    source: ReferenceSource | None,
+    now: datetime,
+) -> PatientSnapshot:
+    """Everything the rules may look at for one patient, from our store (and the EHR)."""
+    resources = [row.body for row in state_repository.resources_for_patient(session, patient_ref)]
+    history = [
+        SentRecord(key=m.key, rule=m.rule, purpose=m.purpose, send_at=m.sent_at or m.send_at)
+        for m in repository.messages_for_patient(session, patient_ref)
+        if m.status in repository.HISTORY_STATUSES
+    ]
+    return build_snapshot(
+        patient_ref=patient_ref,
+        patient=patient,
+        resources=resources,
+        lookup=session_lookup(session, source, now),
+        history=history,
+    )

@@ -1,0 +1,127 @@
+"""One snapshot, two callers: what the rules see about a patient, built the same way
+for live planning and for ``fhir-bridge preview``.
+
+The rules read more than the patient's own resources: the Location of an
+appointment decides its time zone and whether its name may be printed; a
+PractitionerRole or HealthcareService can reveal a specialty; a Medication
+carries the brand name. Preview used to see these (they were in the Bundle)
+while live planning did not, so the two disagreed. Both now call
+:func:`build_snapshot` with a ``lookup`` that finds a referenced resource: the
+Bundle for preview, our store (filled from the EHR, cached by version) for the
+live pipeline. A reference the lookup cannot resolve is simply absent, and the
+rules fall back to their documented defaults (organisation zone, no place name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from rules.model import PatientSnapshot, SentRecord
+
+REFERENCED_TYPES: Final = frozenset(
+    {
+        "Location",
+        "HealthcareService",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Medication",
+    }
+)
+# Appointment -> PractitionerRole -> HealthcareService/Location is the longest chain the
+# rules follow; one more hop (e.g. to an Organization) is cheap and harmless.
+MAX_DEPTH: Final = 3
+
+Lookup = Callable[[str], Mapping[str, Any] | None]
+
+
+def relative_reference(reference: str) -> str | None:
+    """``Type/id`` for a literal reference to a type the rules follow, else ``None``.
+
+    Handles absolute URLs (``https://ehr/fhir/Location/7``) and version-specific
+    references (``Location/7/_history/2``); contained (``#id``) and logical
+    references are left to the resource that holds them.
+    """
+    if not reference or reference.startswith("#"):
+        return None
+    parts = reference.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) < 2:
+        return None
+    resource_type, resource_id = parts[-2], parts[-1]
+    if resource_type not in REFERENCED_TYPES or not resource_id:
+        return None
+    return f"{resource_type}/{resource_id}"
+
+
+def _references(node: Any) -> Iterator[str]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+        return
+    if not isinstance(node, Mapping):
+        return
+    target = node.get("reference")
+    if isinstance(target, str) and (relative := relative_reference(target)) is not None:
+        yield relative
+    for key, value in node.items():
+        if key not in ("meta", "text"):
+            yield from _references(value)
+
+
+def references_in(resources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every reference to a followed type in ``resources``, in first-seen order."""
+    return list(dict.fromkeys(ref for resource in resources for ref in _references(resource)))
+
+
+def referenced_closure(
+    resources: Sequence[Mapping[str, Any]], lookup: Lookup
+) -> dict[str, Mapping[str, Any]]:
+    """The referenced resources the rules may read, following references ``MAX_DEPTH`` deep."""
+    found: dict[str, Mapping[str, Any]] = {}
+    tried: set[str] = set()
+    frontier = references_in(resources)
+    for _depth in range(MAX_DEPTH):
+        fresh: list[Mapping[str, Any]] = []
+        for reference in frontier:
+            if reference in tried:
+                continue
+            tried.add(reference)
+            resource = lookup(reference)
+            if isinstance(resource, Mapping):
+                found[reference] = resource
+                fresh.append(resource)
+        frontier = references_in(fresh)
+        if not frontier:
+            break
+    return found
+
+
+def build_snapshot(
+    *,
+    patient_ref: str,
+    patient: Mapping[str, Any] | None,
+    resources: Sequence[Mapping[str, Any]],
+    lookup: Lookup,
+    history: Sequence[SentRecord] = (),
+) -> PatientSnapshot:
+    """Everything the rules may look at for one patient, with its referenced resources."""
+    return PatientSnapshot(
+        patient_ref=patient_ref,
+        patient=patient,
+        resources=list(resources),
+        history=list(history),
+        referenced=referenced_closure(resources, lookup),
+    )
+
+
+def bundle_lookup(resources: Sequence[Mapping[str, Any]]) -> Lookup:
+    """A lookup over the resources of a Bundle (what ``preview`` is given)."""
+    index = {
+        f"{r.get('resourceType')}/{r.get('id')}": r
+        for r in resources
+        if r.get("resourceType") in REFERENCED_TYPES and r.get("id")
+    }
+    return index.get
