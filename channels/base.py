@@ -8,12 +8,43 @@ permanent (do not retry; maybe fall back or mark the contact unusable).
 from __future__ import annotations
 
 import abc
+import html
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class ListUnsubscribe:
+    """Where a recipient unsubscribes from an email (RFC 2369 / RFC 8058 one-click).
+
+    ``url`` is the signed one-click HTTPS address the mail client POSTs to; ``mailto`` an
+    optional mailbox (read by people) offered alongside it.
+    """
+
+    url: str
+    mailto: str | None = None
+
+    def close_text(self, text: str) -> str:
+        """``text`` with the link on its own last line (the template says "the link below")."""
+        return f"{text.rstrip()}\n\n{self.url}\n"
+
+    def close_html(self, body: str) -> str:
+        """``body`` with the link as the last paragraph before ``</body>``."""
+        url = html.escape(self.url, quote=True)
+        paragraph = f'<p><small><a href="{url}">{url}</a></small></p>\n'
+        closing = body.lower().rfind("</body>")
+        if closing == -1:
+            return body + paragraph
+        return body[:closing] + paragraph + body[closing:]
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
-    """A message ready to leave. ``message_id`` is our idempotency key for the send."""
+    """A message ready to leave. ``message_id`` is our idempotency key for the send.
+
+    An email carries ``list_unsubscribe``; the email adapter refuses one without it. Its
+    ``text``/``html`` are sent as given (the caller closes them with the link, so what the
+    EHR records is what the patient got).
+    """
 
     message_id: str
     channel: str
@@ -22,6 +53,7 @@ class OutboundMessage:
     subject: str | None = None
     html: str | None = None
     status_callback_url: str | None = None
+    list_unsubscribe: ListUnsubscribe | None = None
 
 
 @dataclass(frozen=True)

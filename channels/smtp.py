@@ -13,6 +13,7 @@ import logging
 import re
 import smtplib
 import ssl
+from email import policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -21,6 +22,7 @@ from typing import Literal
 
 from channels.base import (
     ChannelAdapter,
+    ListUnsubscribe,
     OutboundMessage,
     PermanentChannelError,
     SendReceipt,
@@ -33,7 +35,15 @@ SmtpSecurity = Literal["none", "starttls", "tls"]
 
 MESSAGE_ID_DOMAIN = "fhir-bridge"
 BRIDGE_ID_HEADER = "X-FHIR-Bridge-Message-Id"
+LIST_UNSUBSCRIBE_HEADER = "List-Unsubscribe"
+LIST_UNSUBSCRIBE_POST_HEADER = "List-Unsubscribe-Post"
+ONE_CLICK = "List-Unsubscribe=One-Click"
 _NOT_DOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
+_URI_UNSAFE = re.compile(r"[\s<>,\"]")
+# A signed unsubscribe URL is one long word: folded at the usual 78 columns, Python would
+# turn it into RFC 2047 encoded-words, which mail clients do not decode in List-Unsubscribe.
+# 998 is RFC 5322's hard line limit, so nothing long enough to matter needs folding.
+_POLICY = policy.default.clone(max_line_length=998)
 
 
 def message_id_header(message_id: str) -> str:
@@ -80,6 +90,13 @@ class SmtpEmailAdapter(ChannelAdapter):
         """Deliver one email; the receipt's provider id is the deterministic Message-ID."""
         if message.channel != self.channel:
             raise PermanentChannelError("channel-mismatch", reason="rejected")
+        if message.list_unsubscribe is None:
+            logger.warning(
+                "email without an unsubscribe link refused message_id=%s", message.message_id
+            )
+            raise PermanentChannelError(
+                "smtp-no-unsubscribe", reason="rejected", detail="no List-Unsubscribe link"
+            )
         email = self.build_email(message)
         try:
             with self._connect() as connection:
@@ -110,8 +127,13 @@ class SmtpEmailAdapter(ChannelAdapter):
         )
 
     def build_email(self, message: OutboundMessage) -> EmailMessage:
-        """Build the MIME message: text part always, HTML alternative when provided."""
-        email = EmailMessage()
+        """Build the MIME message: text part always, HTML alternative when provided.
+
+        With ``list_unsubscribe`` the email carries ``List-Unsubscribe`` (the signed HTTPS
+        link, plus the mailbox when configured) and ``List-Unsubscribe-Post`` (RFC 8058
+        one-click).
+        """
+        email = EmailMessage(policy=_POLICY)
         try:
             email["To"] = _single_address(message.to)
         except (ValueError, IndexError, HeaderParseError):
@@ -121,6 +143,10 @@ class SmtpEmailAdapter(ChannelAdapter):
         email["Date"] = formatdate(localtime=False, usegmt=True)
         email["Message-ID"] = message_id_header(message.message_id)
         email[BRIDGE_ID_HEADER] = message.message_id
+        links = message.list_unsubscribe
+        if links is not None:
+            email[LIST_UNSUBSCRIBE_HEADER] = list_unsubscribe_header(links)
+            email[LIST_UNSUBSCRIBE_POST_HEADER] = ONE_CLICK
         email.set_content(message.text)
         if message.html:
             email.add_alternative(message.html, subtype="html")
@@ -143,6 +169,20 @@ class SmtpEmailAdapter(ChannelAdapter):
 
     def _tls_context(self) -> ssl.SSLContext:
         return self.ssl_context or ssl.create_default_context()
+
+
+def list_unsubscribe_header(links: ListUnsubscribe) -> str:
+    """The RFC 2369 header value: the HTTPS link first, then the optional mailbox."""
+    if _URI_UNSAFE.search(links.url) or not links.url.lower().startswith(("https://", "http://")):
+        raise PermanentChannelError("smtp-bad-unsubscribe", reason="rejected")
+    parts = [f"<{links.url}>"]
+    if links.mailto:
+        try:
+            mailbox = _single_address(links.mailto)
+        except (ValueError, IndexError, HeaderParseError):
+            raise PermanentChannelError("smtp-bad-unsubscribe", reason="rejected") from None
+        parts.append(f"<mailto:{mailbox}?subject=unsubscribe>")
+    return ", ".join(parts)
 
 
 def _single_address(raw: str) -> str:

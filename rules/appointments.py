@@ -3,6 +3,23 @@
 Keys are derived only from the appointment (or patient and local day, for a
 combined message) and the offset, so re-planning after any change yields the
 same keys and the pipeline can reschedule or cancel by them.
+
+Same-day appointments (``combine_same_day``, issue #8.9)
+    All of a patient's appointments on one local day get **one** message listing
+    every time, each in its own place's time zone. It names a place only when it
+    is the same for every appointment of the day (one Location, or places the
+    message would name identically); appointments at different places, or some
+    without a place, are named by the organisation only, with the organisation's
+    clinic name and number. Why not a reminder per place: with the default cap of
+    one message a day the second site's reminders would all lose to the first's
+    (:mod:`rules.caps`) and the patient would never be reminded of that visit.
+    Why not each time with its own place: two place names do not fit one
+    160-character SMS next to the date, times, clinic and opt-out line (issue
+    #8.5), and naming one site next to several times sends the patient to the
+    wrong door. The patient learns every time; the clinic number is in the text.
+
+Every planned reminder carries ``about_at`` (the earliest start it is about), so
+when a frequency cap forces a choice the nearest appointment's reminder wins.
 """
 
 from __future__ import annotations
@@ -109,7 +126,8 @@ def _eligible(ctx: PlanningContext, appointment: Mapping[str, Any]) -> _Booked |
     if participation == "declined":
         return _withheld(ref, patient, "patient-declined", "patient declined")
     location_ref = _location_of(appointment)
-    zone, source = ctx.recipient_zone(location_ref)
+    recipient = ctx.recipient_decision(location_ref, appointment.get("start"))
+    zone, source = recipient.zone, recipient.source
     return _Booked(
         resource=appointment,
         ref=ref,
@@ -183,16 +201,23 @@ def plan_appointments(ctx: PlanningContext) -> RuleOutcome:
     return outcome
 
 
+def _local_start(ctx: PlanningContext, booked: _Booked) -> datetime:
+    """The start on the wall clock of the place of care."""
+    zone, _ = ctx.venue_zone(booked.location_ref, booked.resource.get("start"))
+    return booked.start.astimezone(zone)
+
+
 def _group_variables(ctx: PlanningContext, group: list[_Booked], sensitive: bool) -> dict[str, str]:
-    anchor = group[0]
+    """Date, every time, and a place only when the whole day is at one place."""
     language = ctx.language
-    venue_zone, _ = ctx.venue_zone(anchor.location_ref)
-    times = [format_time(b.start.astimezone(venue_zone).time(), language) for b in group]
-    names = list(dict.fromkeys(ctx.location_name(b.location_ref, sensitive) for b in group))
-    return ctx.base_variables(anchor.location_ref) | {
-        "date": format_date(anchor.start.astimezone(venue_zone).date(), language),
+    times = [format_time(_local_start(ctx, b).time(), language) for b in group]
+    names = {ctx.location_name(b.location_ref, sensitive) for b in group}
+    clinics = [ctx.base_variables(ref) for ref in dict.fromkeys(b.location_ref for b in group)]
+    clinic = clinics[0] if all(c == clinics[0] for c in clinics) else ctx.base_variables(None)
+    return clinic | {
+        "date": format_date(_local_start(ctx, group[0]).date(), language),
         "time": join_words(times, language),
-        "location_name": join_words([n for n in names if n], language),
+        "location_name": names.pop() if len(names) == 1 else "",
     }
 
 
@@ -223,11 +248,17 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
                 for b in group
             ],
             "location": anchor.location_ref,
+            "locations": list(dict.fromkeys(b.location_ref for b in group)),
             "language": ctx.language,
             "language_source": ctx.language_source,
         },
         "zone": anchor.zone.key,
         "zone_source": anchor.zone_source,
+        "zone_notes": list(
+            ctx.recipient_decision(anchor.location_ref, anchor.resource.get("start")).notes
+        ),
+        "venue_zone": ctx.place_zone(anchor.location_ref, anchor.resource.get("start")).zone.key,
+        "language_note": ctx.language_note,
         "cadence": [o.text for o in offsets],
         "cadence_source": cadence_source,
         "combined": combined,
@@ -265,6 +296,7 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
                 variables=variables,
                 trace=trace,
                 sensitive=sensitive,
+                about_at=anchor.start,
             )
         )
     outcome.planned.extend(upcoming)
@@ -308,6 +340,7 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
             variables=variables,
             trace=trace,
             sensitive=sensitive,
+            about_at=anchor.start,
         )
     )
     return outcome

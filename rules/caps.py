@@ -1,15 +1,36 @@
-"""Frequency caps across all rules (issue #3.5, defaults from issue #4).
+"""Frequency caps across all rules (issue #3.5, defaults from issue #4; deterministic per #8).
 
 Exempt healthcare texts are only exempt while they stay infrequent, so excess
 messages are withheld with ``cap-reached`` rather than queued: a reminder that
 is a week late is worse than none.
+
+Which message wins when the cap forces a choice
+    The message about the **soonest event** wins, whatever order the EHR's
+    notifications arrived in: an appointment reminder ranks by the appointment's
+    start (:attr:`PlannedMessage.about_at`); a message without a dated subject
+    (a refill notice, a discharge check-in) ranks by its own send time, because
+    what it is about is due then. Ties go to discharge check-ins, then reminders,
+    then refill notices, then send time, then key. Messages are admitted in that
+    order while the recipient's local day stays under ``per_day`` and every
+    rolling seven-day window containing that day stays under ``per_week``; a
+    message already sent (history) always counts first. The outcome depends only
+    on the set of messages, never on their order.
+
+Provisional until the send time
+    A cap decision is re-evaluated at every re-plan until the message's own send
+    time (the competing appointment may be cancelled); only then is it final and
+    written back as a not-done ``Communication`` (the pipeline holds the write
+    until then, see ``fhir_bridge.outreach.planning``). :func:`cap_check` is the
+    one counting rule, used here and again just before delivery
+    (``rules.outreach``), so both decisions agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.config import CapsConfig
@@ -23,6 +44,7 @@ from rules.model import (
 )
 
 REASON_CAP_REACHED = "cap-reached"
+_WEEK = 7
 _TIE_BREAK = {
     PURPOSE_DISCHARGE_CHECKIN: 0,
     PURPOSE_APPOINTMENT_REMINDER: 1,
@@ -30,18 +52,56 @@ _TIE_BREAK = {
 }
 
 
-def _counts(sent: Sequence[datetime], day: date, zone: ZoneInfo) -> tuple[int, int]:
-    week_start = day - timedelta(days=6)
-    local_days = [moment.astimezone(zone).date() for moment in sent]
+@dataclass(frozen=True)
+class Counted:
+    """A message that counts toward the caps: sent already, or admitted by this plan."""
+
+    key: str
+    at: datetime
+
+
+def rank(message: PlannedMessage) -> tuple[datetime, int, datetime, str]:
+    """Sort key for admission: soonest subject first, then purpose, send time, key."""
     return (
-        sum(1 for d in local_days if d == day),
-        sum(1 for d in local_days if week_start <= d <= day),
+        message.about_at or message.send_at,
+        _TIE_BREAK.get(message.purpose, 9),
+        message.send_at,
+        message.key,
     )
 
 
-def sent_counts(moments: Sequence[datetime], at: datetime, zone: ZoneInfo) -> tuple[int, int]:
-    """How many of ``moments`` fall on the local day of ``at`` and in the 7 days ending then."""
-    return _counts(moments, at.astimezone(zone).date(), zone)
+def _busiest_week(days: Sequence[date], day: date) -> int:
+    """The most messages in any seven-local-day window that contains ``day``."""
+    return max(
+        sum(1 for d in days if end - timedelta(days=_WEEK - 1) <= d <= end)
+        for end in (day + timedelta(days=offset) for offset in range(_WEEK))
+    )
+
+
+def cap_check(
+    counted: Iterable[Counted], at: datetime, zone: ZoneInfo, caps: CapsConfig
+) -> tuple[str | None, dict[str, Any]]:
+    """Whether one more message at ``at`` would break a cap, and the counts as traced.
+
+    Days are the recipient's local days in ``zone``. Returns the detail
+    (``per-day cap reached`` / ``per-week cap reached``) or ``None``, and the
+    ``caps`` trace: each limit, the count already there, and the keys counted on
+    that day (who took the slot).
+    """
+    items = list(counted)
+    day = at.astimezone(zone).date()
+    local = [(item, item.at.astimezone(zone).date()) for item in items]
+    same_day = [item.key for item, d in local if d == day]
+    week_count = _busiest_week([d for _, d in local], day)
+    applied: dict[str, Any] = {
+        "per_day": {"limit": caps.per_day, "before": len(same_day)},
+        "per_week": {"limit": caps.per_week, "before": week_count},
+    }
+    if len(same_day) >= caps.per_day:
+        return "per-day cap reached", applied | {"taken_by": sorted(same_day)}
+    if week_count >= caps.per_week:
+        return "per-week cap reached", applied
+    return None, applied
 
 
 def apply_caps(
@@ -50,34 +110,31 @@ def apply_caps(
     caps: CapsConfig,
     default_zone: ZoneInfo,
 ) -> tuple[list[PlannedMessage], list[WithheldMessage]]:
-    """Keep messages in send order while the day and rolling-week counts allow.
+    """Admit messages soonest-subject first while the day and rolling-week caps allow.
 
-    Days are the recipient's local days; the week is the seven local days ending
-    on the message's day. Already-sent history counts first.
+    History counts first. Each message's day is its recipient's local day (the
+    ``zone`` in its trace, else ``default_zone``). Kept messages come back in send
+    order; the result does not depend on the order of ``planned``.
     """
     kept: list[PlannedMessage] = []
     withheld: list[WithheldMessage] = []
-    counted = [record.send_at for record in history]
-    ordered = sorted(planned, key=lambda m: (m.send_at, _TIE_BREAK.get(m.purpose, 9), m.key))
-    for message in ordered:
+    counted = [Counted(record.key, record.send_at) for record in history]
+    for message in sorted(planned, key=rank):
         zone_name = message.trace.get("zone")
         zone = ZoneInfo(zone_name) if isinstance(zone_name, str) else default_zone
-        day_count, week_count = sent_counts(counted, message.send_at, zone)
-        applied = {
-            "per_day": {"limit": caps.per_day, "before": day_count},
-            "per_week": {"limit": caps.per_week, "before": week_count},
-        }
+        detail, applied = cap_check(counted, message.send_at, zone, caps)
+        if message.about_at is not None:
+            applied["priority"] = message.about_at.isoformat()
         trace = {**message.trace, "caps": applied}
-        if day_count >= caps.per_day or week_count >= caps.per_week:
-            which = "per-day" if day_count >= caps.per_day else "per-week"
+        if detail is not None:
             withheld.append(
                 message.withhold(
-                    REASON_CAP_REACHED,
-                    f"{which} cap reached",
-                    {**trace, "send_at": message.send_at.isoformat()},
+                    REASON_CAP_REACHED, detail, {**trace, "send_at": message.send_at.isoformat()}
                 )
             )
             continue
-        counted.append(message.send_at)
+        counted.append(Counted(message.key, message.send_at))
         kept.append(replace(message, trace=trace))
+    kept.sort(key=lambda m: (m.send_at, m.key))
+    withheld.sort(key=lambda w: w.key)
     return kept, withheld

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``rules`` and ``preview`` subcommands to the main CLI."""
     rules = subparsers.add_parser("rules", help="work with the outreach rules file")
     actions = rules.add_subparsers(metavar="ACTION")
-    check = actions.add_parser("check", help="validate a rules file (YAML and templates)")
+    check = actions.add_parser(
+        "check", help="validate a rules file (YAML, templates, SMS length at the longest values)"
+    )
     check.add_argument("file", help="rules YAML file")
     check.set_defaults(func=check_command)
 

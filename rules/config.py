@@ -7,12 +7,21 @@ every problem is reported with the YAML line it came from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import time
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from rules.consent import ConsentPolicy
 from rules.privacy import PrivacyPolicy
@@ -167,8 +176,31 @@ class RefillRulesConfig(_Section):
     last_fill_template: str = "refill-notice-last-fill"
 
 
+SensitiveDischargeAction = Literal["generic", "staff-call"]
+SHIPPED_SENSITIVE_DISCHARGE: dict[str, SensitiveDischargeAction] = {
+    "default": "generic",
+    "mental-health": "staff-call",
+    "substance-use": "staff-call",
+}
+_ACTION_STRICTNESS: dict[str, int] = {"generic": 0, "staff-call": 1}
+
+
+def _over_shipped_discharge_policy(value: object) -> object:
+    """A clinic's entries override the shipped ones; unlisted categories keep theirs."""
+    if isinstance(value, dict):
+        return {**SHIPPED_SENSITIVE_DISCHARGE, **value}
+    return value
+
+
 class DischargeRulesConfig(_Section):
-    """Post-discharge check-ins and when to stay silent (issue #3.3)."""
+    """Post-discharge check-ins and when to stay silent (issue #3.3).
+
+    ``sensitive`` says what happens after a stay that concerns sensitive care, per
+    privacy category (``default`` for any other sensitive stay): ``generic`` sends the
+    neutral check-in text; ``staff-call`` sends nothing automated and asks staff, with
+    an urgent Task in the EHR, to call the patient instead. Shipped: ``staff-call``
+    for mental health (psychiatric admissions, involuntary holds) and substance use.
+    """
 
     enabled: bool = True
     encounter_classes: list[str] = Field(default_factory=lambda: ["IMP", "EMER", "OBSENC", "ACUTE"])
@@ -177,6 +209,22 @@ class DischargeRulesConfig(_Section):
     send_time: time = time(10, 0)
     suppress_dispositions: list[str] = Field(default_factory=lambda: ["exp", "hosp", "other-hcf"])
     template: str = "discharge-checkin"
+    sensitive: Annotated[
+        dict[str, SensitiveDischargeAction], BeforeValidator(_over_shipped_discharge_policy)
+    ] = Field(default_factory=lambda: dict(SHIPPED_SENSITIVE_DISCHARGE))
+
+    def sensitive_action(self, categories: Sequence[str]) -> tuple[SensitiveDischargeAction, str]:
+        """The strictest action over the matched categories, and the entry that chose it.
+
+        A category without an entry, or a sensitive stay without any category (a
+        confidentiality code, unreadable data), takes the ``default`` entry.
+        """
+        default: SensitiveDischargeAction = self.sensitive.get("default", "generic")
+        options = [
+            (self.sensitive[c], c) if c in self.sensitive else (default, "default")
+            for c in categories
+        ] or [(default, "default")]
+        return max(options, key=lambda option: _ACTION_STRICTNESS[option[0]])
 
 
 class LocationOverride(_Section):
@@ -221,6 +269,16 @@ class RulesConfig(_Section):
     consent: ConsentPolicy = Field(default_factory=ConsentPolicy)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     source_path: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _sensitive_discharge_categories_are_known(self) -> RulesConfig:
+        known = self.privacy.known_categories() | {"default"}
+        unknown = sorted(set(self.discharge_checkins.sensitive) - known)
+        if unknown:
+            raise ValueError(
+                "discharge_checkins.sensitive names unknown categories: " + ", ".join(unknown)
+            )
+        return self
 
     @cached_property
     def template_dir(self) -> Path:

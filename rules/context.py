@@ -6,18 +6,22 @@ language, time zone and history the same way, and so traces agree on them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.config import LocationOverride, RulesConfig
-from rules.fhir_json import first_name, preferred_language
+from rules.fhir_json import first_name
+from rules.language import preferred_language
 from rules.model import PatientSnapshot, PlannedMessage, WithheldMessage
+from rules.place_time import ZoneDecision, recipient_zone, start_offset_check, zone_of_place
 from rules.privacy import classify_sensitivity
 from rules.snapshot import referenced_closure
-from rules.timing import QuietHours, resolve_zone
+from rules.timing import QuietHours
 
 
 @dataclass
@@ -33,6 +37,16 @@ class RuleOutcome:
         self.withheld.extend(other.withheld)
 
 
+OFFSET_DISAGREES = "start-offset-disagrees"
+OFFSET_AGREES = "start-offset-used-as-check"
+
+
+@lru_cache(maxsize=4096)
+def _place_zone(location_json: str, configured: str | None, default: str) -> ZoneDecision:
+    location = json.loads(location_json) if location_json else None
+    return zone_of_place(location, appointment_start=None, configured=configured, default=default)
+
+
 @dataclass(frozen=True)
 class PlanningContext:
     """The patient-level facts shared by all rules for one planning run."""
@@ -42,24 +56,28 @@ class PlanningContext:
     now: datetime
     language: str
     language_source: str
+    language_note: str | None
     first_name: str
     sent_keys: frozenset[str]
+    _recipients: dict[tuple[str, str, tuple[str, ...]], ZoneDecision] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(
         cls, snapshot: PatientSnapshot, config: RulesConfig, now: datetime
     ) -> PlanningContext:
         """Derive language and name from the Patient and index the history by key."""
-        stated = preferred_language(snapshot.patient)
-        supported = config.languages.supported
-        language = stated if stated in supported else config.languages.default
-        source = "patient.communication" if stated in supported else "default"
+        decision = preferred_language(
+            snapshot.patient, config.languages.supported, config.languages.default
+        )
         return cls(
             snapshot=snapshot,
             config=config,
             now=now,
-            language=language,
-            language_source=source,
+            language=decision.language,
+            language_source=decision.source,
+            language_note=decision.note,
             first_name=first_name(snapshot.patient),
             sent_keys=frozenset(record.key for record in snapshot.history),
         )
@@ -81,25 +99,56 @@ class PlanningContext:
         """The rules file's settings for a location, if any."""
         return self.config.location(location_ref)
 
-    def recipient_zone(self, location_ref: str | None = None) -> tuple[ZoneInfo, str]:
-        """Where the patient reads messages: Patient, then Location, then configuration."""
-        override = self.override(location_ref)
-        return resolve_zone(
-            ("patient", self.snapshot.patient),
-            ("location", self.location(location_ref)),
-            ("location-config", override.timezone if override else None),
-            default=self.config.organization.timezone,
-        )
+    def place_zone(self, location_ref: str | None, appointment_start: Any = None) -> ZoneDecision:
+        """The zone of the place of care (see :mod:`rules.place_time` for the precedence).
 
-    def venue_zone(self, location_ref: str | None) -> tuple[ZoneInfo, str]:
-        """Where the appointment happens, for displaying its local date and time."""
+        The offset written in ``Appointment.start`` is only checked against it, never used.
+        """
         override = self.override(location_ref)
-        return resolve_zone(
-            ("location", self.location(location_ref)),
-            ("location-config", override.timezone if override else None),
-            ("patient", self.snapshot.patient),
-            default=self.config.organization.timezone,
+        location = self.location(location_ref)
+        decision = _place_zone(
+            json.dumps(location, sort_keys=True) if location else "",
+            override.timezone if override else None,
+            self.config.organization.timezone,
         )
+        checks = start_offset_check(appointment_start, decision.zone)
+        if decision.source == "default" and any(c.startswith(OFFSET_DISAGREES) for c in checks):
+            # Nothing about the place says where it is, and the EHR wrote the start in
+            # another offset: the patient's own zone, if it agrees with that offset, is a
+            # better answer than the organisation's default (the offset is still only a check).
+            home = recipient_zone(self.snapshot.patient, decision, today=self.now.date())
+            if home.source.startswith("patient") and start_offset_check(
+                appointment_start, home.zone
+            ) == [OFFSET_AGREES]:
+                return ZoneDecision(home.zone, f"{home.source}-matching-start", (OFFSET_AGREES,))
+        return replace(decision, notes=(*decision.notes, *checks)) if checks else decision
+
+    def recipient_decision(
+        self, location_ref: str | None = None, appointment_start: Any = None
+    ) -> ZoneDecision:
+        """Where the patient reads messages: Patient zone or home address, else the place."""
+        place = self.place_zone(location_ref, appointment_start)
+        key = (place.zone.key, place.source, place.notes)
+        found = self._recipients.get(key)
+        if found is None:
+            found = recipient_zone(self.snapshot.patient, place, today=self.now.date())
+            if found.source != place.source:
+                notes = dict.fromkeys((*place.notes, *found.notes))
+                found = replace(found, notes=tuple(notes))
+            self._recipients[key] = found
+        return found
+
+    def recipient_zone(self, location_ref: str | None = None) -> tuple[ZoneInfo, str]:
+        """The recipient's zone and its source, for quiet hours and caps."""
+        decision = self.recipient_decision(location_ref)
+        return decision.zone, decision.source
+
+    def venue_zone(
+        self, location_ref: str | None, appointment_start: Any = None
+    ) -> tuple[ZoneInfo, str]:
+        """Where the appointment happens, for displaying its local date and time."""
+        decision = self.place_zone(location_ref, appointment_start)
+        return decision.zone, decision.source
 
     def window(self, location_ref: str | None = None) -> QuietHours:
         """Quiet hours for a location (its override) or the organisation."""

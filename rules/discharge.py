@@ -3,6 +3,13 @@
 Silence is the right answer after death, hospice or a transfer, and a
 readmission makes "how are you doing at home?" absurd, so those cases are
 withheld with a reason instead of planned.
+
+After a stay that concerns sensitive care the rules file's per-category policy
+(``discharge_checkins.sensitive``) decides: the neutral check-in text, or no
+automated text at all and a staff call instead (the default after psychiatric
+admissions, involuntary holds and substance-use treatment). A staff call is one
+withheld message per stay, reason ``staff-call-instead``; the pipeline turns it
+into an urgent Task for clinic staff.
 """
 
 from __future__ import annotations
@@ -10,12 +17,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rules.appointments import LATE_GRACE
 from rules.context import PlanningContext, RuleOutcome
 from rules.fhir_json import bare_codes, codes_of, is_deceased, parse_instant, ref_of, reference_of
 from rules.formatting import format_date
-from rules.model import PURPOSE_DISCHARGE_CHECKIN, PlannedMessage, WithheldMessage
+from rules.model import (
+    PURPOSE_DISCHARGE_CHECKIN,
+    REASON_STAFF_CALL_INSTEAD,
+    PlannedMessage,
+    WithheldMessage,
+)
+from rules.privacy import Sensitivity, classify_sensitivity
 from rules.templates import generic_variant
 from rules.timing import at_local, into_window, local_iso, parse_offset
 
@@ -29,7 +43,12 @@ def _class_code(encounter: Mapping[str, Any]) -> str | None:
 
 
 def _withheld(
-    ctx: PlanningContext, ref: str, key: str, reason: str, trace: Mapping[str, Any]
+    ctx: PlanningContext,
+    ref: str,
+    key: str,
+    reason: str,
+    trace: Mapping[str, Any],
+    detail: str | None = None,
 ) -> WithheldMessage:
     return WithheldMessage(
         key=key,
@@ -38,7 +57,7 @@ def _withheld(
         patient_ref=ctx.patient_ref,
         about=(ref,),
         reason=reason,
-        detail=reason.replace("-", " "),
+        detail=detail or reason.replace("-", " "),
         trace=trace,
     )
 
@@ -69,6 +88,32 @@ def _location_of(encounter: Mapping[str, Any]) -> str | None:
         if reference:
             return reference
     return None
+
+
+def _references_of(encounter: Mapping[str, Any]) -> list[str]:
+    """Every resource an Encounter points at that may reveal the kind of care."""
+    hospitalization = encounter.get("hospitalization")
+    if not isinstance(hospitalization, Mapping):
+        hospitalization = {}
+    candidates = [
+        *(e.get("location") for e in encounter.get("location") or () if isinstance(e, Mapping)),
+        *(
+            p.get("individual")
+            for p in encounter.get("participant") or ()
+            if isinstance(p, Mapping)
+        ),
+        hospitalization.get("origin"),
+        hospitalization.get("destination"),
+        encounter.get("serviceProvider"),
+    ]
+    return [ref for ref in map(reference_of, candidates) if ref]
+
+
+def _stay_sensitivity(ctx: PlanningContext, encounter: Mapping[str, Any]) -> Sensitivity:
+    """The stay and what it references (ward, clinicians, facility), as one decision."""
+    resolved = [ctx.snapshot.resolve(ref) for ref in _references_of(encounter)]
+    looked_at = [encounter, *(r for r in resolved if r is not None)]
+    return classify_sensitivity(looked_at, ctx.config.privacy)
 
 
 def plan_discharge_checkins(ctx: PlanningContext) -> RuleOutcome:
@@ -125,8 +170,19 @@ def _plan_encounter(
     readmission = _readmission(ctx, encounter, discharged)
     if readmission is not None:
         trace["readmission"] = {"encounter": readmission[0], "start": readmission[1].isoformat()}
-    sensitive, reasons = ctx.sensitivity([encounter])
-    trace |= {"sensitive": sensitive, "sensitivity_reasons": list(reasons)}
+    sensitivity = _stay_sensitivity(ctx, encounter)
+    sensitive = sensitivity.sensitive
+    trace |= {
+        "sensitive": sensitive,
+        "sensitivity_reasons": list(sensitivity.reasons),
+        "sensitivity_categories": list(sensitivity.categories),
+    }
+    if sensitive:
+        action, chosen_by = rules.sensitive_action(sensitivity.categories)
+        trace["sensitive_policy"] = {"action": action, "entry": chosen_by}
+        if action == "staff-call":
+            outcome.extend(_staff_call(ctx, ref, prefix, discharged, zone, readmission, trace))
+            return outcome
     local_discharge = discharged.astimezone(zone).date()
     variables = ctx.base_variables(location_ref) | {
         "date": format_date(local_discharge, ctx.language)
@@ -166,4 +222,42 @@ def _plan_encounter(
                     sensitive=sensitive,
                 )
             )
+    return outcome
+
+
+def _staff_call(
+    ctx: PlanningContext,
+    ref: str,
+    prefix: str,
+    discharged: datetime,
+    zone: ZoneInfo,
+    readmission: tuple[str, datetime] | None,
+    trace: Mapping[str, Any],
+) -> RuleOutcome:
+    """One withheld message per stay asking staff to call, unless the moment has passed.
+
+    Nothing automated reaches the patient. After a readmission, or once the last
+    check-in would have been long overdue, there is no call to ask for (lifecycle
+    outcomes, no Communication).
+    """
+    outcome = RuleOutcome()
+    key = f"{prefix}|staff-call"
+    if key in ctx.sent_keys:
+        return outcome
+    rules = ctx.config.discharge_checkins
+    local_discharge = discharged.astimezone(zone).date()
+    latest = discharged
+    for text in rules.offsets:
+        offset = parse_offset(text)
+        due = at_local(local_discharge + timedelta(days=offset.days), rules.send_time, zone)
+        latest = max(latest, due + timedelta(seconds=offset.seconds))
+    if readmission is not None:
+        outcome.withheld.append(_withheld(ctx, ref, key, "readmitted", trace))
+    elif latest < ctx.now - LATE_GRACE:
+        outcome.withheld.append(_withheld(ctx, ref, key, "offset-passed", trace))
+    else:
+        detail = "staff will call the patient instead of an automated check-in"
+        outcome.withheld.append(
+            _withheld(ctx, ref, key, REASON_STAFF_CALL_INSTEAD, trace, detail=detail)
+        )
     return outcome

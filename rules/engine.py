@@ -51,7 +51,9 @@ def plan_for_patient(snapshot: PatientSnapshot, config: RulesConfig, now: dateti
     """The complete desired outreach for one patient as of ``now``.
 
     Runs appointment, refill and discharge rules, withholds messages for
-    protected patients, then applies frequency caps in send order.
+    protected patients, then applies frequency caps: the message about the
+    soonest event wins a capped day (:mod:`rules.caps`), so the plan depends on
+    the snapshot's content, never on the order its resources arrived in.
     """
     if now.tzinfo is None:
         raise NaiveDatetimeError("plan_for_patient needs an aware 'now'")

@@ -107,14 +107,16 @@ def first_name(patient: Mapping[str, Any] | None) -> str:
 
 
 def preferred_language(patient: Mapping[str, Any] | None) -> str | None:
-    """The base language tag (``es`` for ``es-MX``) the patient prefers, if stated."""
-    if not patient:
-        return None
-    entries = [c for c in patient.get("communication") or () if isinstance(c, Mapping)]
-    entries.sort(key=lambda entry: not entry.get("preferred", False))
-    for entry in entries:
-        for _system, code in sorted(codes_of(entry.get("language"))):
-            return code.split("-")[0].lower()
+    """The base language tag (``es`` for ``es-MX``) the patient prefers, if stated.
+
+    Kept for older callers; it does not know what is supported. New code should call
+    :func:`rules.language.preferred_language`, which also returns the source and a note.
+    """
+    from rules.language import stated_languages  # local: keeps this module dependency-free
+
+    for stated in stated_languages(patient):
+        if stated.base is not None:
+            return stated.base
     return None
 
 

@@ -17,6 +17,8 @@ JSON = dict[str, Any]
 PURPOSE_APPOINTMENT_REMINDER = "appointment-reminder"
 PURPOSE_REFILL_NOTICE = "refill-notice"
 PURPOSE_DISCHARGE_CHECKIN = "discharge-checkin"
+REASON_STAFF_CALL_INSTEAD = "staff-call-instead"
+"""Withheld because staff call the patient instead; the pipeline writes an urgent Task."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rules.caps import REASON_CAP_REACHED, sent_counts
+from rules.caps import REASON_CAP_REACHED, Counted, cap_check
 from rules.config import RulesConfig
 from rules.consent import LedgerEntry, choose_delivery
 from rules.model import PatientSnapshot, PlannedMessage, PreparedDelivery, WithheldMessage
@@ -33,18 +33,10 @@ def _withhold(
 def _cap_reason(
     message: PlannedMessage, snapshot: PatientSnapshot, config: RulesConfig, now: datetime
 ) -> tuple[str | None, dict[str, Any]]:
+    """The planner's counting rule (:func:`rules.caps.cap_check`) on what has really left."""
     zone = zone_or_none(message.trace.get("zone")) or ZoneInfo(config.organization.timezone)
-    others = [record.send_at for record in snapshot.history if record.key != message.key]
-    day_count, week_count = sent_counts(others, now, zone)
-    applied = {
-        "per_day": {"limit": config.caps.per_day, "before": day_count},
-        "per_week": {"limit": config.caps.per_week, "before": week_count},
-    }
-    if day_count >= config.caps.per_day:
-        return "per-day cap reached", applied
-    if week_count >= config.caps.per_week:
-        return "per-week cap reached", applied
-    return None, applied
+    others = [Counted(r.key, r.send_at) for r in snapshot.history if r.key != message.key]
+    return cap_check(others, now, zone, config.caps)
 
 
 def prepare_delivery(

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import smart_app
-from fhir_bridge.api import health, notifications, twilio_webhooks
+from fhir_bridge.api import health, notifications, twilio_webhooks, unsubscribe
 from fhir_bridge.fhir.outcome import FHIR_JSON, operation_outcome
 from fhir_bridge.logging_setup import configure_logging
 from fhir_bridge.runtime import Runtime, get_runtime
@@ -21,6 +21,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(health.router)
     app.include_router(twilio_webhooks.router)
+    app.include_router(unsubscribe.router)
     app.include_router(smart_app.router)
 
     @app.exception_handler(Exception)

@@ -18,7 +18,9 @@ from fhir_bridge.store.models import InboundMessage
 
 @dataclass(frozen=True)
 class Conversation:
-    """One inbound SMS in context. ``ledger_state`` is the newest opt-in/out action."""
+    """One inbound SMS in context. ``ledger_state`` is the newest opt-in/out action;
+    ``preferred_language`` the patient's stated language (``Patient.communication``), when
+    known; ``last_language`` the language of the last SMS we sent to the number."""
 
     inbound_id: int
     provider_message_id: str
@@ -30,6 +32,8 @@ class Conversation:
     appointment_ref: str | None = None
     awaiting_confirmation: bool = False
     ledger_state: str | None = None
+    preferred_language: str | None = None
+    last_language: str | None = None
 
 
 def load_conversation(
@@ -62,6 +66,7 @@ def load_conversation(
         appointment_ref=appointment_ref,
         awaiting_confirmation=appointment_ref is not None and recent,
         ledger_state=base.ledger_state,
+        last_language=last.language or None,
     )
 
 

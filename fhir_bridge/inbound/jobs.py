@@ -36,7 +36,13 @@ def inbound_deps(rt: Runtime) -> InboundDeps:
         clinic=ClinicVoice(
             name=organization.clinic_name,
             phone=organization.clinic_phone,
-            crisis_text=settings.crisis_reply_text,
+            # A clinic's own (English) crisis wording only when set; else the built-in en/es.
+            crisis_text=(
+                settings.crisis_reply_text
+                if "crisis_reply_text" in settings.model_fields_set
+                else None
+            ),
+            default_language=rt.rules.languages.default,
         ),
         clock=rt.clock,
         lease=rt.lease,

@@ -23,16 +23,18 @@ from fhir_bridge.inbound.conversation import Conversation, latest_ledger_action,
 from fhir_bridge.inbound.ehr_updates import ConcurrentUpdateConflict, update_with_retry
 from fhir_bridge.inbound.resources import (
     AppointmentClosed,
+    ConsentChange,
     InboundFacts,
     NotAParticipant,
     accept_participant,
     identifier_query,
     inbound_communication,
-    sms_consent,
+    outreach_consent,
     staff_task,
 )
+from fhir_bridge.optout import SOURCE_SMS_KEYWORD, ledger_entry, supersede
 from fhir_bridge.store.db import transaction
-from fhir_bridge.store.models import InboundMessage, LedgerEntry, StaffInboxItem
+from fhir_bridge.store.models import InboundMessage, StaffInboxItem
 from rules import keywords as kw
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,9 @@ class _Work:
         self.c = conversation
         self.done = done
         self._facts: InboundFacts | None = None
+        self.language = deps.clinic.default_language
+        self.crisis_language = deps.clinic.default_language
+        self.also_opted_out = False
 
     @property
     def facts(self) -> InboundFacts:
@@ -130,16 +135,32 @@ class _Work:
         return self._facts
 
     def handle(self) -> str:
-        if self.c.patient_ref is None:
-            self._reply(r.REPLY_UNKNOWN_SENDER)
-            return "unknown-sender"
-        state = self.c.ledger_state
-        intent = kw.resolve_reply(
-            kw.classify_inbound(self.c.text, crisis_terms=self.deps.crisis_terms),
-            opt_in_pending=state == "opt-in-pending",
-            opted_out=state == "opt-out",
-            awaiting_confirmation=self.c.awaiting_confirmation,
+        reading = kw.read_inbound(self.c.text, crisis_terms=self.deps.crisis_terms)
+        self.language = kw.reply_language(
+            self.c.preferred_language,
+            self.c.last_language,
+            reading.language,
+            supported=r.REPLY_LANGUAGES,
+            default=self.deps.clinic.default_language,
         )
+        # The crisis answer goes out in the language the person just wrote in, when it shows.
+        self.crisis_language = kw.reply_language(
+            reading.language, self.language, supported=r.REPLY_LANGUAGES, default=self.language
+        )
+        if self.c.patient_ref is None:
+            return self._unknown_sender(reading)
+        state = self.c.ledger_state
+        intents = [
+            kw.resolve_reply(
+                intent,
+                opt_in_pending=state == "opt-in-pending",
+                opted_out=state == "opt-out",
+                awaiting_confirmation=self.c.awaiting_confirmation,
+            )
+            for intent in reading.intents
+        ]
+        intent = intents[0]
+        self.also_opted_out = any(i.kind == kw.INTENT_OPT_OUT for i in intents[1:])
         self._facts = InboundFacts(
             provider_message_id=self.c.provider_message_id,
             identifier_system=self.deps.identifier_system,
@@ -158,20 +179,36 @@ class _Work:
             kw.INTENT_CONFIRM: self._confirm,
             kw.INTENT_RESCHEDULE: self._reschedule,
             kw.INTENT_CRISIS: self._crisis,
+            kw.INTENT_AMBIGUOUS_CANCEL: self._clarify_cancel,
         }
-        handlers.get(intent.kind, self._free_text)()
+        # Crisis first, then (for "STOP I'm going to kill myself") the opt-out as well.
+        for each in intents:
+            handlers.get(each.kind, self._free_text)()
         return intent.kind
+
+    def _unknown_sender(self, reading: kw.InboundReading) -> str:
+        """No patient to act for: a crisis still gets the resources and a human, else the
+        generic answer only."""
+        if reading.primary.kind != kw.INTENT_CRISIS:
+            self._reply(r.REPLY_UNKNOWN_SENDER)
+            return "unknown-sender"
+        self._reply(r.REPLY_CRISIS)
+        self._inbox("crisis", "stat", None, None)
+        log.warning(
+            "possible crisis from an unknown number", extra={"inbound_id": self.c.inbound_id}
+        )
+        return "unknown-sender-crisis"
 
     def _opt_out(self) -> None:
         self._ledger("opt-out")
         self._reply(r.REPLY_OPT_OUT)
-        self._create("consent", sms_consent(self.facts, self.c.address, permit=False))
+        self._consent(permit=False)
         self._communication()
 
     def _opt_in(self) -> None:
         self._ledger("opt-in")
         self._reply(r.REPLY_OPT_IN)
-        self._create("consent", sms_consent(self.facts, self.c.address, permit=True))
+        self._consent(permit=True)
         self._communication()
 
     def _help(self) -> None:
@@ -201,18 +238,28 @@ class _Work:
     def _crisis(self) -> None:
         self._reply(r.REPLY_CRISIS)
         communication = self._communication()
+        description = "Possible crisis in a patient's SMS reply: contact the patient now."
+        if self.also_opted_out:
+            description += " The patient also asked to stop texts: call, do not text."
         task = self._create(
             "task",
             staff_task(
                 self.facts,
                 code="urgent-patient-message",
-                description="Possible crisis in a patient's SMS reply: contact the patient now.",
+                description=description,
                 priority="stat",
                 focus=communication,
                 reason_ref=communication,
             ),
         )
         self._inbox("crisis", "stat", communication, task)
+
+    def _clarify_cancel(self) -> None:
+        """ "cancel my appointment": one question back (C / R / STOP), never a cancellation or
+        an opt-out; staff see the message in the inbox."""
+        communication = self._communication()
+        self._inbox("message", "routine", communication, None)
+        self._reply(r.REPLY_CLARIFY_CANCEL)
 
     def _free_text(self) -> None:
         communication = self._communication()
@@ -256,18 +303,35 @@ class _Work:
         if f"ledger={action}" in self.done:
             return
         with transaction(self.deps.factory) as session:
-            session.add(
-                LedgerEntry(
-                    patient_ref=self.c.patient_ref,
-                    channel="sms",
-                    address=self.c.address,
-                    purpose="*",
-                    action=action,
-                    source="sms-keyword",
-                    recorded_at=self.c.received_at,
-                )
-            )
+            change = self._consent_change(permit=action == "opt-in")
+            session.add(ledger_entry(change, source=SOURCE_SMS_KEYWORD))
             self._mark_in(session, f"ledger={action}")
+
+    def _consent_change(self, *, permit: bool) -> ConsentChange:
+        assert self.c.patient_ref is not None, "consent changes need a known sender"
+        return ConsentChange(
+            patient_ref=self.c.patient_ref,
+            channel="sms",
+            address=self.c.address,
+            permit=permit,
+            at=self.c.received_at,
+            identifier_system=self.deps.identifier_system,
+            identifier_value=self.c.provider_message_id,
+        )
+
+    def _consent(self, *, permit: bool) -> None:
+        """This STOP/START's Consent (created once), then the earlier ones of ours ended."""
+        resource = outreach_consent(self._consent_change(permit=permit))
+        reference = self._create("consent", resource)
+        if "consent-superseded" in self.done:
+            return
+        supersede(
+            self.deps.ehr,
+            {**resource, "id": reference.partition("/")[2]},
+            identifier_system=self.deps.identifier_system,
+            attempts=self.deps.update_attempts,
+        )
+        self._mark("consent-superseded")
 
     def _inbox(self, kind: str, priority: str, communication: str | None, task: str | None) -> None:
         with transaction(self.deps.factory) as session:
@@ -287,12 +351,13 @@ class _Work:
 
     def _reply(self, kind: str) -> None:
         allowed = kind in r.CONSENT_EXEMPT_REPLIES or self._may_text()
+        language = self.crisis_language if kind == r.REPLY_CRISIS else self.language
         self.deps.replies.send(
             inbound_id=self.c.inbound_id,
             inbound_sid=self.c.provider_message_id,
             kind=kind,
             to=self.c.address,
-            text=r.reply_text(kind, self.deps.clinic),
+            text=r.reply_text(kind, self.deps.clinic, language),
             allowed=allowed,
         )
 

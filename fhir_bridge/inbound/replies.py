@@ -7,6 +7,9 @@ can't read replies" answer to an unknown sender (a direct, content-free response
 message the person just sent). Every other reply is sent only if the address is not opted
 out in the local ledger at the moment of sending.
 
+**Language.** Every reply is worded in English or Spanish (:mod:`rules.reply_texts`); the
+caller picks the language (the patient's, see ``processing``).
+
 **Exactly once.** The ``sms_reply`` row (unique key: inbound MessageSid + reply kind) is
 written and moved to ``sending`` before the provider call, like the outreach send ledger;
 a ``sending`` row found after a crash is settled with the provider's ``find_sent`` where
@@ -33,18 +36,43 @@ from channels.base import (
 from fhir_bridge.inbound import repository
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import SmsReply
+from rules.reply_texts import (
+    DEFAULT_REPLY_LANGUAGE,
+    REPLY_CLARIFY_CANCEL,
+    REPLY_CONFIRMED,
+    REPLY_CRISIS,
+    REPLY_HELP,
+    REPLY_LANGUAGES,
+    REPLY_NOT_CONFIRMED,
+    REPLY_OPT_IN,
+    REPLY_OPT_OUT,
+    REPLY_RECEIVED,
+    REPLY_RESCHEDULE,
+    REPLY_UNKNOWN_SENDER,
+    render_reply,
+)
+
+__all__ = [
+    "CONSENT_EXEMPT_REPLIES",
+    "REPLY_CLARIFY_CANCEL",
+    "REPLY_CONFIRMED",
+    "REPLY_CRISIS",
+    "REPLY_HELP",
+    "REPLY_LANGUAGES",
+    "REPLY_NOT_CONFIRMED",
+    "REPLY_OPT_IN",
+    "REPLY_OPT_OUT",
+    "REPLY_RECEIVED",
+    "REPLY_RESCHEDULE",
+    "REPLY_UNKNOWN_SENDER",
+    "ClinicVoice",
+    "ReplyDeferred",
+    "ReplySender",
+    "reply_text",
+]
 
 log = logging.getLogger(__name__)
 
-REPLY_OPT_OUT: Final = "opt-out"
-REPLY_OPT_IN: Final = "opt-in"
-REPLY_HELP: Final = "help"
-REPLY_CONFIRMED: Final = "confirmed"
-REPLY_NOT_CONFIRMED: Final = "not-confirmed"
-REPLY_RESCHEDULE: Final = "reschedule"
-REPLY_CRISIS: Final = "crisis"
-REPLY_RECEIVED: Final = "received"
-REPLY_UNKNOWN_SENDER: Final = "unknown-sender"
 CONSENT_EXEMPT_REPLIES: Final = frozenset(
     {REPLY_OPT_OUT, REPLY_HELP, REPLY_CRISIS, REPLY_UNKNOWN_SENDER}
 )
@@ -56,46 +84,25 @@ class ReplyDeferred(RuntimeError):
 
 @dataclass(frozen=True)
 class ClinicVoice:
-    """What replies say about the clinic."""
+    """What replies say about the clinic. ``crisis_text`` is a clinic's own English crisis
+    wording (``None``: the built-in 988/911 text); ``default_language`` answers when neither
+    the patient's language nor the reply's own words settle it."""
 
     name: str
     phone: str
-    crisis_text: str
+    crisis_text: str | None = None
+    default_language: str = DEFAULT_REPLY_LANGUAGE
 
 
-def reply_text(kind: str, clinic: ClinicVoice) -> str:
-    """The wording of each reply kind (CTIA wording for opt-out, opt-in and help)."""
-    texts = {
-        REPLY_OPT_OUT: (
-            f"You are unsubscribed from {clinic.name} messages. No more messages will be sent. "
-            "Reply START to resubscribe."
-        ),
-        REPLY_OPT_IN: (
-            f"You are subscribed to {clinic.name} messages again. Reply HELP for help, "
-            "STOP to opt out. Msg & data rates may apply."
-        ),
-        REPLY_HELP: (
-            f"{clinic.name}: appointment and care reminders. For help call {clinic.phone}. "
-            "Reply STOP to opt out. Msg & data rates may apply."
-        ),
-        REPLY_CONFIRMED: f"Thank you, your appointment is confirmed. {clinic.name}",
-        REPLY_NOT_CONFIRMED: (
-            f"We could not confirm that appointment by text. Please call {clinic.name} "
-            f"at {clinic.phone}."
-        ),
-        REPLY_RESCHEDULE: (
-            f"Thank you. {clinic.name} will call you to find a new time. Questions: {clinic.phone}."
-        ),
-        REPLY_CRISIS: clinic.crisis_text,
-        REPLY_RECEIVED: (
-            f"Thank you, {clinic.name} received your message. This number is not watched for "
-            f"urgent needs: call {clinic.phone}, or 911 in an emergency."
-        ),
-        REPLY_UNKNOWN_SENDER: (
-            f"This number can't read replies; call your clinic at {clinic.phone}."
-        ),
-    }
-    return texts[kind]
+def reply_text(kind: str, clinic: ClinicVoice, language: str | None = None) -> str:
+    """The wording of a reply kind in ``language`` (see :mod:`rules.reply_texts`)."""
+    return render_reply(
+        kind,
+        language or clinic.default_language,
+        clinic=clinic.name,
+        phone=clinic.phone,
+        crisis_override=clinic.crisis_text,
+    )
 
 
 @dataclass

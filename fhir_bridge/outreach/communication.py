@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_bridge.inbound.resources import TaskRequest
 from fhir_bridge.store.models import PlannedMessage
+from rules.model import REASON_STAFF_CALL_INSTEAD
 
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/communication-category"
 MEDIUM_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
@@ -94,6 +96,41 @@ def build_communication(message: PlannedMessage, options: WritebackOptions) -> d
         resource["sender"] = {"reference": options.sender_reference}
     validate_r4(resource)
     return resource
+
+
+STAFF_CALL_TASK_CODE = "call-after-discharge"
+STAFF_CALL_TASK_TEXT = "Call patient after discharge"
+STAFF_CALL_TASK_DESCRIPTION = (
+    "Please call the patient to check in after discharge. No automated message was sent."
+)
+
+
+def needs_staff_call(message: PlannedMessage) -> bool:
+    """True for a message withheld so that staff call the patient instead."""
+    return message.status == "withheld" and message.reason == REASON_STAFF_CALL_INSTEAD
+
+
+def staff_call_request(
+    message: PlannedMessage, options: WritebackOptions, communication_ref: str | None
+) -> TaskRequest:
+    """The urgent Task asking staff to call: about the stay, never about its reason.
+
+    Its identifier derives from the message id, so a retried write never doubles it.
+    """
+    return TaskRequest(
+        identifier_system=options.identifier_system,
+        identifier_value=f"staff-call-{message.id}",
+        patient_ref=message.patient_ref,
+        code=STAFF_CALL_TASK_CODE,
+        code_text=STAFF_CALL_TASK_TEXT,
+        description=STAFF_CALL_TASK_DESCRIPTION,
+        priority="urgent",
+        authored=message.created_at,
+        focus=message.about[0] if message.about else None,
+        reason_ref=communication_ref,
+        owner_ref=options.sender_reference,
+        tag="fhir-bridge-outreach",
+    )
 
 
 def explain(message: PlannedMessage) -> str:

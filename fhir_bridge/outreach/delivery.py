@@ -103,15 +103,19 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
         row.consent_used = list(decision.consent_used)
         row.attempts += 1
         row.trace = {**row.trace, "delivery": dict(decision.trace)}
+        links = deps.list_unsubscribe(row.id) if decision.channel == "email" else None
+        if links is not None:  # the email's closing line points at this link
+            row.text = links.close_text(decision.rendered.text)
+            row.html = links.close_html(row.html) if row.html else row.html
         outbound = OutboundMessage(
             message_id=row.id,
             channel=decision.channel,
             to=decision.address,
-            text=decision.rendered.text,
+            text=row.text or "",
             subject=decision.rendered.subject,
-            html=decision.rendered.html,
+            html=row.html,
             status_callback_url=deps.status_callback_url(row.id),
-            list_unsubscribe=deps.list_unsubscribe(row.id) if decision.channel == "email" else None,
+            list_unsubscribe=links,
         )
     return _send(deps, outbound)
 

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from fhir_bridge.store.models import LedgerEntry, PlannedMessage
+from rules.caps import REASON_CAP_REACHED
 from rules.consent import LedgerEntry as ConsentLedgerEntry
 
 OPEN_STATUSES = ("planned", "queued")
@@ -87,13 +88,22 @@ def abandoned_sends(session: Session, now: datetime) -> Sequence[str]:
 
 
 def pending_writebacks(session: Session, older_than: datetime, limit: int) -> Sequence[str]:
-    """Communications still to write whose row settled before ``older_than``."""
+    """Communications still to write whose row settled before ``older_than``.
+
+    A ``cap-reached`` decision waits until its ``send_at``: before then a re-plan
+    may still send the message (``outreach.planning``, provisional caps).
+    """
     return list(
         session.scalars(
             select(PlannedMessage.id)
             .where(
                 PlannedMessage.communication_status == "pending",
                 PlannedMessage.updated_at < older_than,
+                or_(
+                    PlannedMessage.reason.is_(None),
+                    PlannedMessage.reason != REASON_CAP_REACHED,
+                    PlannedMessage.send_at < older_than,
+                ),
             )
             .order_by(PlannedMessage.updated_at)
             .limit(limit)

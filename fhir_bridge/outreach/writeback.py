@@ -2,6 +2,11 @@
 
 ``If-None-Exist`` on our business identifier makes the create idempotent on the
 EHR side; the row's ``communication_status`` makes it idempotent on ours.
+
+A message withheld so that staff call the patient instead (``staff-call-instead``)
+also gets an urgent ``Task``, written after its Communication (which it cites) and
+before the row is marked written, with its own derived identifier: a retry after a
+failure in between re-finds both instead of doubling either.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ import logging
 from sqlalchemy.orm import Session
 
 from fhir_bridge.fhir.client import EhrClient
+from fhir_bridge.inbound.resources import task_query, task_resource
 from fhir_bridge.outreach import repository
 from fhir_bridge.outreach.communication import (
     WritebackOptions,
     build_communication,
     identifier_search,
+    needs_staff_call,
+    staff_call_request,
 )
 
 log = logging.getLogger(__name__)
@@ -32,7 +40,20 @@ def write_communication(
         return "already"
     resource = build_communication(message, options)
     created = ehr.create(resource, if_none_exist=identifier_search(message.id, options))
-    message.communication_id = created.get("id")
+    communication_id = created.get("id")
+    if needs_staff_call(message):
+        reason_ref = f"Communication/{communication_id}" if communication_id else None
+        request = staff_call_request(message, options, reason_ref)
+        task = ehr.create(task_resource(request), if_none_exist=task_query(request))
+        log.warning(
+            "staff call requested instead of a check-in",
+            extra={
+                "message_id": message.id,
+                "resource_type": "Task",
+                "resource_id": task.get("id"),
+            },
+        )
+    message.communication_id = communication_id
     message.communication_status = "written"
     log.info(
         "communication written",

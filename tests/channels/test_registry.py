@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from channels.base import OutboundMessage
+from channels.base import ListUnsubscribe, OutboundMessage
 from channels.outbox import OutboxAdapter, read_outbox
 from channels.ratelimit import RedisTokenBucket
 from channels.registry import ChannelsConfig, build_adapters
@@ -80,7 +80,16 @@ def test_smtp_provider_sends_through_the_relay() -> None:
             smtp_from_address="no-reply@riverside-clinic.example.org",
         )
         adapter = build_adapters(settings)["email"]
-        adapter.send(OutboundMessage("comm-1", "email", "pat@example.net", "Hi", subject="Hi"))
+        adapter.send(
+            OutboundMessage(
+                "comm-1",
+                "email",
+                "pat@example.net",
+                "Hi",
+                subject="Hi",
+                list_unsubscribe=ListUnsubscribe("https://bridge.example.org/unsubscribe/email/t"),
+            )
+        )
 
     assert isinstance(adapter, SmtpEmailAdapter)
     assert len(server.messages) == 1

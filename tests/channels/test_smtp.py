@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from channels.base import OutboundMessage, PermanentChannelError, TransientChannelError
+from channels.base import (
+    ListUnsubscribe,
+    OutboundMessage,
+    PermanentChannelError,
+    TransientChannelError,
+)
 from channels.smtp import BRIDGE_ID_HEADER, SmtpEmailAdapter, message_id_header
 from tests.support.smtp import SmtpServer, free_port
 
 FROM_ADDRESS = "Riverside Clinic <no-reply@riverside-clinic.example.org>"
+UNSUBSCRIBE_URL = (
+    "https://bridge.riverside-clinic.example.org/unsubscribe/email/"
+    "ImNvbW0tN2YzYzJhOTEi.aS8Xqw.3mJQ0Zp9oT1wU5yV7xR2sN4bC6dE8fG0hK"
+)
+UNSUBSCRIBE = ListUnsubscribe(url=UNSUBSCRIBE_URL)
 
 
 def appointment_reminder(
@@ -21,6 +33,7 @@ def appointment_reminder(
         subject="Reminder: your appointment on 2 December",
         text="You have an appointment on Tue 2 Dec at 09:30. Reply or call to reschedule.",
         html="<p>You have an appointment on <b>Tue 2 Dec at 09:30</b>.</p>",
+        list_unsubscribe=UNSUBSCRIBE,
     )
 
 
@@ -61,7 +74,12 @@ def test_email_is_multipart_alternative_with_text_and_html() -> None:
 
 def test_text_only_message_is_sent_as_single_plain_part() -> None:
     message = OutboundMessage(
-        message_id="comm-1", channel="email", to="pat@example.net", text="Hello", subject="Hi"
+        message_id="comm-1",
+        channel="email",
+        to="pat@example.net",
+        text="Hello",
+        subject="Hi",
+        list_unsubscribe=UNSUBSCRIBE,
     )
     with SmtpServer() as server:
         adapter_for(server).send(message)
@@ -209,3 +227,61 @@ def test_malformed_address_is_permanent_without_contacting_server(bad_address: s
         adapter.send(appointment_reminder(to=bad_address))
 
     assert error.value.reason == "invalid-address"
+
+
+def test_every_email_names_the_one_click_unsubscribe_link() -> None:
+    with SmtpServer() as server:
+        adapter_for(server).send(appointment_reminder())
+
+    received = server.messages[0]
+    assert received["List-Unsubscribe"] == f"<{UNSUBSCRIBE_URL}>"
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_unsubscribe_header_is_not_folded_into_encoded_words() -> None:
+    with SmtpServer() as server:
+        adapter_for(server).send(appointment_reminder())
+
+    as_sent = dict(server.messages[0].raw_items())["List-Unsubscribe"]
+    assert " ".join(str(as_sent).split()) == f"<{UNSUBSCRIBE_URL}>"
+
+
+def test_a_configured_mailbox_is_offered_after_the_link() -> None:
+    message = replace(
+        appointment_reminder(),
+        list_unsubscribe=ListUnsubscribe(
+            url=UNSUBSCRIBE_URL, mailto="unsubscribe@riverside-clinic.example.org"
+        ),
+    )
+    with SmtpServer() as server:
+        adapter_for(server).send(message)
+
+    mailbox = "<mailto:unsubscribe@riverside-clinic.example.org?subject=unsubscribe>"
+    assert server.messages[0]["List-Unsubscribe"] == f"<{UNSUBSCRIBE_URL}>, {mailbox}"
+
+
+def test_a_body_closed_with_the_link_reaches_the_recipient_with_it() -> None:
+    message = appointment_reminder()
+    closed = replace(
+        message,
+        text=UNSUBSCRIBE.close_text(message.text),
+        html=UNSUBSCRIBE.close_html(f"<!DOCTYPE html><html><body>{message.html}</body></html>"),
+    )
+    with SmtpServer() as server:
+        adapter_for(server).send(closed)
+
+    received = server.messages[0]
+    text_part = received.get_body(preferencelist=("plain",))
+    html_part = received.get_body(preferencelist=("html",))
+    assert text_part is not None and text_part.get_content().rstrip().endswith(UNSUBSCRIBE_URL)
+    assert html_part is not None
+    content = html_part.get_content()
+    assert content.index(f'<a href="{UNSUBSCRIBE_URL}">') < content.index("</body>")
+
+
+def test_an_email_without_an_unsubscribe_link_is_refused_and_not_sent() -> None:
+    with SmtpServer() as server, pytest.raises(PermanentChannelError) as refused:
+        adapter_for(server).send(replace(appointment_reminder(), list_unsubscribe=None))
+
+    assert (refused.value.code, refused.value.reason) == ("smtp-no-unsubscribe", "rejected")
+    assert server.messages == []

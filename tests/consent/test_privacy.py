@@ -13,6 +13,7 @@ from tests.consent.fhir_fixtures import load
 SNOMED = "http://snomed.info/sct"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 BHC = "location:e4W4rmGe9QzuGm2Dy4NBqVc0.3-bhc"
+EPIC_SPECIALTY = "urn:oid:1.2.840.114350.1.13.0.1.7.10.688867.4160"
 
 
 def _appointment_with(**changes: Any) -> dict[str, Any]:
@@ -42,18 +43,18 @@ CASES = [
     pytest.param(load("appointment-annual-physical"), set(), id="annual-physical-not-sensitive"),
     pytest.param(
         load("medicationrequest-buprenorphine-naloxone"),
-        {"code:rxnorm:1010604", "text:substance-use"},
+        {"code:rxnorm:1010604", "drug:opioid-use-disorder"},
         id="buprenorphine-naloxone-film",
     ),
     pytest.param(
         load("medicationrequest-prep-contained"),
-        {"code:rxnorm:476556", "code:icd10cm:Z20.6", "text:hiv-sti"},
+        {"code:rxnorm:476556", "code:icd10cm:Z20.6", "text:hiv-sti", "drug:hiv"},
         id="prep-in-contained-medication",
     ),
     pytest.param(load("medicationrequest-lisinopril"), set(), id="lisinopril-not-sensitive"),
     pytest.param(
         load("encounter-inpatient-restricted"),
-        {"confidentiality:R", "security-label:ETH", "code:icd10cm:F10.239"},
+        {"confidentiality:R", "security-label:ETH", "code:icd10cm:F10.239", "text:substance-use"},
         id="restricted-encounter-labels-and-icd10-prefix",
     ),
     pytest.param(
@@ -169,12 +170,19 @@ def test_configured_location_id_is_revealing() -> None:
 
 def test_extra_value_sets_add_to_the_shipped_ones() -> None:
     policy = PrivacyPolicy.model_validate(
-        {"extra_value_sets": {"oncology": {"codes": {SNOMED: ["394593009"]}}}}
+        {"extra_value_sets": {"bariatrics": {"codes": {EPIC_SPECIALTY: ["1047"]}}}}
     )
+    appointment = _appointment_with(
+        specialty=[{"coding": [{"system": EPIC_SPECIALTY, "code": "1047"}]}]
+    )
+    assert classify_sensitivity([appointment], policy).categories == ("bariatrics",)
+
+
+def test_oncology_specialty_code_is_sensitive_by_default() -> None:
     appointment = _appointment_with(
         specialty=[{"coding": [{"system": SNOMED, "code": "394593009"}]}]
     )
-    assert classify_sensitivity([appointment], policy).sensitive
+    assert classify_sensitivity([appointment], PrivacyPolicy()).categories == ("oncology",)
 
 
 def test_invalid_location_pattern_fails_at_load_time() -> None:
@@ -202,11 +210,14 @@ def test_location_display_hides_configured_location() -> None:
     assert location_display(load("location-family-medicine"), policy) is None
 
 
-def test_shipped_defaults_cover_the_five_sensitive_categories() -> None:
+def test_shipped_defaults_cover_the_sensitive_categories() -> None:
     assert set(PrivacyPolicy().value_sets) == {
         "mental-health",
         "substance-use",
         "hiv-sti",
         "reproductive-sexual-health",
         "genetic-testing",
+        "oncology",
+        "gender-affirming-care",
+        "violence-abuse",
     }

@@ -181,6 +181,8 @@ def seed_reminder(
     status: str = "sent",
     communication_id: str | None = "comm-5551",
     sent_ago: timedelta = timedelta(hours=2),
+    language: str = "en",
+    text: str = "Reminder: visit Thu Dec 3 9:30 AM. Reply C to confirm.",
 ) -> None:
     """A reminder SMS already sent to the patient (as the delivery path leaves it)."""
     with transaction(runtime.sessions) as session:
@@ -195,12 +197,12 @@ def seed_reminder(
                 send_at=NOW - sent_ago,
                 status=status,
                 template="appointment_reminder",
-                language="en",
+                language=language,
                 variables={},
                 trace={},
                 channel="sms",
                 address=PATIENT_PHONE,
-                text="Reminder: visit Thu Dec 3 9:30 AM. Reply C to confirm.",
+                text=text,
                 provider="twilio",
                 provider_message_id=sid,
                 delivery_status="queued",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rules.engine import plan_for_patient
 from tests.rules.factories import (
     appointment,
@@ -77,4 +80,87 @@ def test_cap_decision_is_recorded_in_the_trace() -> None:
     assert plan.messages[0].trace["caps"] == {
         "per_day": {"limit": 1, "before": 0},
         "per_week": {"limit": 3, "before": 0},
+        "priority": "2026-12-01T15:30:00+00:00",
     }
+
+
+# Boston wall clock. TODAY starts 3:00 PM Dec 1: its 2-hour reminder goes at 1:00 PM.
+# LATER starts 10:30 AM Dec 4: its 3-day reminder goes at 10:30 AM Dec 1, earlier that day.
+TODAY = appointment(start="2026-12-01T20:00:00Z", ident="eToday")
+LATER = appointment(start="2026-12-04T15:30:00Z", ident="eLater")
+
+
+def test_the_nearest_appointments_reminder_wins_a_capped_day_even_when_sent_later() -> None:
+    plan = plan_for_patient(snapshot(LATER, TODAY), default_config(), NOW)
+
+    assert "appointment-reminder|Appointment/eToday|PT2H" in keys(plan)
+    assert withheld_reasons(plan)["appointment-reminder|Appointment/eLater|P3D"] == "cap-reached"
+
+
+def test_a_capped_message_names_the_message_that_took_the_slot() -> None:
+    plan = plan_for_patient(snapshot(LATER, TODAY), default_config(), NOW)
+
+    capped = {w.key: w for w in plan.withheld}["appointment-reminder|Appointment/eLater|P3D"]
+    assert capped.trace["caps"]["taken_by"] == ["appointment-reminder|Appointment/eToday|PT2H"]
+    assert capped.send_at == utc("2026-12-01T15:30:00")
+
+
+def test_a_message_already_sent_keeps_its_slot_against_a_nearer_appointment() -> None:
+    history = [sent("appointment-reminder|Appointment/eLater|P3D", "2026-12-01T15:30:00")]
+
+    plan = plan_for_patient(snapshot(LATER, TODAY, history=history), default_config(), NOW)
+
+    assert withheld_reasons(plan)["appointment-reminder|Appointment/eToday|PT2H"] == "cap-reached"
+
+
+WEEKLY_CAP_OFF = config_with({"caps": {"per_week": 21}})
+WEEKLY_CAP_OFF_SEPARATE = config_with(
+    {"caps": {"per_week": 21}, "appointment_reminders": {"combine_same_day": False}}
+)
+starts = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=6),
+        st.sampled_from(["13:30", "15:30", "18:00", "21:15"]),
+    ),
+    min_size=2,
+    max_size=5,
+    unique=True,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(starts=starts, data=st.data())
+def test_the_plan_is_the_same_whatever_order_the_appointments_arrive_in(
+    starts: list[tuple[int, str]], data: st.DataObject
+) -> None:
+    config = WEEKLY_CAP_OFF
+    appointments = [
+        appointment(start=f"2026-12-{1 + day:02d}T{clock}:00Z", ident=f"eV{index}")
+        for index, (day, clock) in enumerate(starts)
+    ]
+    shuffled = data.draw(st.permutations(appointments))
+
+    assert plan_for_patient(snapshot(*shuffled), config, NOW) == plan_for_patient(
+        snapshot(*appointments), config, NOW
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(starts=starts)
+def test_on_every_capped_day_the_kept_reminder_is_about_the_nearest_appointment(
+    starts: list[tuple[int, str]],
+) -> None:
+    config = WEEKLY_CAP_OFF_SEPARATE
+    appointments = [
+        appointment(start=f"2026-12-{1 + day:02d}T{clock}:00Z", ident=f"eV{index}")
+        for index, (day, clock) in enumerate(starts)
+    ]
+
+    plan = plan_for_patient(snapshot(*appointments), config, NOW)
+
+    kept_by_key = {m.key: m for m in plan.messages}
+    for capped in plan.withheld:
+        if capped.reason != "cap-reached":
+            continue
+        (winner,) = capped.trace["caps"]["taken_by"]
+        assert kept_by_key[winner].trace["caps"]["priority"] <= capped.trace["caps"]["priority"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from rules.consent import LedgerEntry
 from rules.engine import plan_for_patient
@@ -12,7 +13,6 @@ from tests.rules.factories import (
     FIXTURES,
     PATIENT_REF,
     appointment,
-    config_with,
     default_config,
     english_patient,
     patient,
@@ -37,8 +37,9 @@ def test_consented_reminder_goes_by_sms_to_the_mobile_number_in_spanish() -> Non
 
     assert isinstance(result, PreparedDelivery)
     assert (result.channel, result.address) == ("sms", "+16175550142")
-    assert result.rendered.text.startswith("Hola Mari, recordatorio: su cita es el martes 1")
-    assert result.rendered.text.endswith("Responda STOP para darse de baja.")
+    assert result.rendered.text.startswith("Hola Mari, su cita es el mar 1 dic a las 10:30")
+    assert result.rendered.text.endswith("Responda BAJA para no recibir SMS.")
+    assert result.rendered.segments == 1
 
 
 def test_patient_who_died_after_planning_is_not_messaged() -> None:
@@ -102,10 +103,15 @@ def test_no_usable_contact_is_withheld_with_the_consent_engines_reason() -> None
 
 
 def test_text_too_long_for_the_sms_cap_is_withheld_not_truncated() -> None:
-    config = config_with({"channels": {"sms": {"max_segments": 1}}})
     message, snap = _first_reminder()
+    ten_visits = "8:00, 9:00, 10:00, 11:00, 13:00, 14:00, 15:00, 16:00, 17:00 y 18:00"
+    crowded = replace(
+        message,
+        template="appointment-reminder-combined",
+        variables=message.variables | {"time": ten_visits},
+    )
 
-    result = prepare_delivery(message, snap, [], [], config, message.send_at)
+    result = prepare_delivery(crowded, snap, [], [], default_config(), message.send_at)
 
     assert isinstance(result, WithheldMessage)
     assert result.reason == "message-too-long"

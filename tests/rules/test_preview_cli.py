@@ -31,8 +31,8 @@ def test_json_preview_lists_each_message_with_text_time_channel_and_trace(
     assert first["key"] == "discharge-checkin|Encounter/eGmO0h.1.UQQrExl4bfM7OQ3|P1D"
     assert (first["status"], first["channel"], first["address"]) == ("planned", "sms", "***0142")
     assert first["send_at_local"] == "2026-11-21T10:00:00-05:00"
-    assert first["text"].endswith("Responda STOP para darse de baja.")
-    assert first["trace"]["zone_source"] == "location"
+    assert first["text"].endswith("Responda BAJA para no recibir SMS.")
+    assert first["trace"]["zone_source"] == "patient-address"
     statuses = {m["key"]: m["status"] for m in output["messages"]}
     assert statuses["appointment-reminder|Appointment/e3Yh7qKdUUtrpXNb1gB3Nig3|PT2H"] == "withheld"
 

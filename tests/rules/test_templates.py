@@ -31,11 +31,23 @@ def test_sms_names_clinic_and_callback_and_ends_with_opt_out_hint() -> None:
     rendered = render("appointment-reminder", "en", "sms", VARIABLES, default_config())
 
     assert rendered.text == (
-        "Hi Mari, reminder: your appointment is on Tuesday, December 1 at 10:30 AM at "
-        "Riverside Family Medicine. Reply C to confirm, R to reschedule. "
+        "Hi Mari, reminder: appointment on Tue Dec 1 at 10:30 AM at "
+        "Riverside Family Medicine. Riverside Health (555) 010-0100. Reply STOP to opt out."
+    )
+    assert rendered.segments == 1
+
+
+def test_reply_instructions_are_added_when_the_whole_text_still_fits_one_segment() -> None:
+    variables = VARIABLES | {"location_name": "Main Clinic"}
+
+    rendered = render("appointment-reminder", "en", "sms", variables, default_config())
+
+    assert rendered.text == (
+        "Hi Mari, reminder: appointment on Tue Dec 1 at 10:30 AM at Main Clinic. "
+        "Reply C=confirm, R=reschedule. "
         "Riverside Health (555) 010-0100. Reply STOP to opt out."
     )
-    assert rendered.segments == 2
+    assert rendered.segments == 1
 
 
 def test_reply_instructions_disappear_when_two_way_is_off() -> None:
@@ -52,7 +64,7 @@ def test_spanish_template_set_is_used_for_spanish() -> None:
 
     assert rendered.language == "es"
     assert rendered.text.startswith("Hola Mari,")
-    assert rendered.text.endswith("Responda STOP para darse de baja.")
+    assert rendered.text.endswith("Responda BAJA para no recibir SMS.")
 
 
 def test_unsupported_language_falls_back_to_the_default_set() -> None:
@@ -87,18 +99,37 @@ def test_sms_segments_follow_gsm7_and_ucs2_limits(text: str, expected: tuple[str
     assert sms_segments(text) == expected
 
 
-def test_spanish_accents_are_smart_encoded_to_stay_in_gsm7() -> None:
-    rendered = render("refill-notice", "es", "sms", VARIABLES, default_config())
+def test_accents_outside_gsm7_are_smart_encoded_to_stay_in_gsm7() -> None:
+    variables = VARIABLES | {"clinic_name": "Clínica del Río"}
 
-    assert "podria" in rendered.text
-    assert sms_segments(rendered.text)[0] == "gsm7"
+    rendered = render("refill-notice", "es", "sms", variables, default_config())
+
+    assert "Clinica del Rio (555) 010-0100." in rendered.text
+    assert sms_segments(rendered.text) == ("gsm7", 1)
 
 
-def test_sms_over_the_segment_cap_is_refused() -> None:
-    config = config_with({"channels": {"sms": {"max_segments": 1}}})
+def test_sms_that_cannot_fit_even_without_place_and_name_is_refused() -> None:
+    ten_times = "8:00 AM, 9:00 AM, 10:00 AM, 11:00 AM, 1:00 PM, 2:00 PM, 3:00 PM and 4:00 PM"
 
     with pytest.raises(MessageTooLongError):
-        render("appointment-reminder", "en", "sms", VARIABLES, config)
+        render(
+            "appointment-reminder-combined",
+            "en",
+            "sms",
+            VARIABLES | {"time": ten_times},
+            default_config(),
+        )
+
+
+def test_a_higher_segment_cap_allows_a_longer_sms() -> None:
+    config = config_with({"channels": {"sms": {"max_segments": 2}}})
+    ten_times = "8:00 AM, 9:00 AM, 10:00 AM, 11:00 AM, 1:00 PM, 2:00 PM, 3:00 PM and 4:00 PM"
+    variables = VARIABLES | {"time": ten_times}
+
+    rendered = render("appointment-reminder-combined", "en", "sms", variables, config)
+
+    assert rendered.segments == 2
+    assert "Hi Mari," in rendered.text and "Riverside Family Medicine" in rendered.text
 
 
 def test_caller_cannot_pass_a_variable_outside_the_allowlist() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -140,18 +140,25 @@ def _with_zone(resource: dict, zone: str) -> dict:
 @pytest.mark.parametrize(
     ("who", "expected"),
     [
-        pytest.param("patient", ("America/Los_Angeles", "patient"), id="patient-extension-wins"),
-        pytest.param("location", ("America/Chicago", "location"), id="location-extension"),
+        pytest.param(
+            "patient", ("America/Los_Angeles", "patient-extension"), id="patient-extension-wins"
+        ),
+        pytest.param("home", ("America/New_York", "patient-address"), id="home-address-next"),
+        pytest.param(
+            "location", ("America/Chicago", "location-extension"), id="location-extension"
+        ),
         pytest.param("config", ("America/Denver", "location-config"), id="location-config"),
         pytest.param("none", ("America/New_York", "default"), id="organisation-default"),
     ],
 )
-def test_recipient_time_zone_comes_from_patient_then_location_then_config(
+def test_recipient_time_zone_comes_from_patient_then_home_then_place_of_care(
     who: str, expected: tuple[str, str]
 ) -> None:
     person = _with_zone(patient(), "America/Los_Angeles") if who == "patient" else patient()
-    clinic = location(extension=None)
-    if who in ("patient", "location"):
+    if who != "home":
+        person.pop("address")
+    clinic = location(extension=None, address=None)
+    if who in ("patient", "home", "location"):
         clinic = _with_zone(clinic, "America/Chicago")
     overrides = {"locations": {LOCATION_REF: {"timezone": "America/Denver"}}}
 
@@ -160,8 +167,43 @@ def test_recipient_time_zone_comes_from_patient_then_location_then_config(
 
 def test_unknown_time_zone_name_on_patient_falls_back_instead_of_failing() -> None:
     person = _with_zone(patient(), "Mars/Olympus_Mons")
+    person.pop("address")
 
-    assert _zone_used(person, location(), {}) == ("America/New_York", "location")
+    assert _zone_used(person, location(), {}) == ("America/New_York", "location-extension")
+
+
+def test_a_clinic_address_without_a_zone_extension_sets_the_time_shown_and_the_send_hour() -> None:
+    """The issue's case: 08:00 at a Los Angeles clinic, no extension, patient in CA."""
+    person = patient()
+    person["address"] = [{"use": "home", "city": "Pasadena", "state": "CA", "postalCode": "91101"}]
+    clinic = location(
+        extension=None,
+        address={
+            "line": ["1200 Wilshire Blvd"],
+            "city": "Los Angeles",
+            "state": "CA",
+            "postalCode": "90017",
+        },
+    )
+    config = config_with({"caps": {"per_day": 10, "per_week": 50}})
+    plan = plan_for_patient(
+        snapshot(
+            appointment(start="2026-12-01T08:00:00-08:00"),
+            patient_resource=person,
+            locations={LOCATION_REF: clinic},
+        ),
+        config,
+        utc("2026-11-23T12:00:00"),
+    )
+
+    two_hours = {m.key: m for m in plan.messages}[f"appointment-reminder|{APPT}|PT2H"]
+    assert two_hours.trace["zone"] == "America/Los_Angeles"
+    assert two_hours.variables["time"] in ("8:00 AM", "8:00")
+    assert "start-offset-used-as-check" in two_hours.trace["zone_notes"]
+    local = two_hours.send_at.astimezone(ZoneInfo("America/Los_Angeles"))
+    assert local.hour >= 8 and local < datetime(
+        2026, 12, 1, 8, tzinfo=ZoneInfo("America/Los_Angeles")
+    )
 
 
 @pytest.mark.parametrize(
