@@ -11,6 +11,8 @@ import abc
 import html
 from dataclasses import dataclass
 
+from rules.templates import with_unsubscribe_line
+
 
 @dataclass(frozen=True)
 class ListUnsubscribe:
@@ -25,7 +27,7 @@ class ListUnsubscribe:
 
     def close_text(self, text: str) -> str:
         """``text`` with the link on its own last line (the template says "the link below")."""
-        return f"{text.rstrip()}\n\n{self.url}\n"
+        return with_unsubscribe_line(text, self.url)
 
     def close_html(self, body: str) -> str:
         """``body`` with the link as the last paragraph before ``</body>``."""

@@ -19,6 +19,7 @@ from rules.fhir_json import ref_of, reference_of, same_reference
 from rules.model import PlannedMessage, PreparedDelivery, WithheldMessage
 from rules.outreach import prepare_delivery
 from rules.snapshot import build_snapshot, bundle_lookup
+from rules.templates import UNSUBSCRIBE_PLACEHOLDER, with_unsubscribe_line
 from rules.timing import zone_or_none
 
 PLANNED_TYPES = frozenset({"Appointment", "MedicationRequest", "Encounter"})
@@ -103,6 +104,9 @@ def _planned_entry(
     if isinstance(outcome, WithheldMessage):
         return _withheld_entry(outcome, message.send_at)
     rendered = outcome.rendered
+    text = rendered.text
+    if outcome.channel == "email":
+        text = with_unsubscribe_line(text, UNSUBSCRIBE_PLACEHOLDER)
     return {
         "status": "planned",
         "key": message.key,
@@ -117,7 +121,7 @@ def _planned_entry(
         "template": rendered.template,
         "language": rendered.language,
         "subject": rendered.subject,
-        "text": rendered.text,
+        "text": text,
         "html": rendered.html,
         "segments": rendered.segments,
         "consent_used": list(outcome.consent_used),

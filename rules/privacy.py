@@ -469,8 +469,11 @@ class PrivacyPolicy(BaseModel):
 
         One regular expression per category (its patterns as one alternation, anchored
         at a word start: ``psychiatr`` matches "Psychiatry" but ``hiv\\b`` is needed so
-        "hives" does not match) and one per drug list (whole words). Patterns are
-        accent-folded like the text they run on.
+        "hives" does not match) and one per drug list (whole words), each behind one
+        expression for all categories and one for all drug lists, so text that matches
+        nothing - most text - is scanned twice. Patterns are accent-folded and
+        lower-cased like the text they run on (case-insensitive matching is several times
+        slower) and their literal prefixes are factored into a trie.
         """
         enabled = self.enabled_categories()
         exact: dict[tuple[str, str], str] = {}

@@ -352,3 +352,15 @@ def check_templates(config: RulesConfig) -> list[str]:
     if not problems:
         problems += _check_sms_lengths(config, environment)
     return problems
+
+
+UNSUBSCRIBE_PLACEHOLDER = "<unsubscribe link>"
+
+
+def with_unsubscribe_line(text: str, url: str) -> str:
+    """An email's plain text with its one-click unsubscribe link on its own last line.
+
+    Delivery calls it with the message's signed link; ``preview`` with
+    :data:`UNSUBSCRIBE_PLACEHOLDER`, so both show the same closing.
+    """
+    return f"{text.rstrip()}\n\n{url}\n"

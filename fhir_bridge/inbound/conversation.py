@@ -14,6 +14,9 @@ from sqlalchemy.orm import Session
 
 from fhir_bridge.inbound import repository
 from fhir_bridge.store.models import InboundMessage
+from fhir_bridge.sync import repository as state_repository
+from rules.language import preferred_language
+from rules.reply_texts import REPLY_LANGUAGES
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,19 @@ def load_conversation(
         appointment_ref=appointment_ref,
         awaiting_confirmation=appointment_ref is not None and recent,
         ledger_state=base.ledger_state,
+        preferred_language=_stated_language(session, last.patient_ref),
         last_language=last.language or None,
     )
+
+
+def _stated_language(session: Session, patient_ref: str) -> str | None:
+    """The language the patient states in ``Patient.communication`` (as we last stored it)."""
+    _, _, patient_id = patient_ref.partition("/")
+    state = state_repository.get_state(session, "Patient", patient_id)
+    if state is None:
+        return None
+    decision = preferred_language(state.body, sorted(REPLY_LANGUAGES), default="")
+    return decision.language or None
 
 
 def latest_ledger_action(session: Session, address: str) -> str | None:

@@ -26,11 +26,14 @@ from fhir_bridge.inbound.resources import (
     ConsentChange,
     InboundFacts,
     NotAParticipant,
+    TaskRequest,
     accept_participant,
     identifier_query,
     inbound_communication,
     outreach_consent,
     staff_task,
+    task_query,
+    task_resource,
 )
 from fhir_bridge.optout import SOURCE_SMS_KEYWORD, ledger_entry, supersede
 from fhir_bridge.store.db import transaction
@@ -193,7 +196,26 @@ class _Work:
             self._reply(r.REPLY_UNKNOWN_SENDER)
             return "unknown-sender"
         self._reply(r.REPLY_CRISIS)
-        self._inbox("crisis", "stat", None, None)
+        request = TaskRequest(
+            identifier_system=self.deps.identifier_system,
+            identifier_value=self.c.provider_message_id,
+            patient_ref=None,
+            code="urgent-patient-message",
+            description=(
+                "Possible crisis in an SMS from a number not matched to a patient: "
+                "call the number back now."
+            ),
+            priority="stat",
+            authored=self.c.received_at,
+            owner_ref=self.deps.clinic_ref,
+            callback_number=self.c.address,
+        )
+        task = self._recorded("task")
+        if task is None:
+            stored = self.deps.ehr.create(task_resource(request), if_none_exist=task_query(request))
+            task = f"Task/{stored.get('id')}"
+            self._mark(f"task={task}")
+        self._inbox("crisis", "stat", None, task)
         log.warning(
             "possible crisis from an unknown number", extra={"inbound_id": self.c.inbound_id}
         )

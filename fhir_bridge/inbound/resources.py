@@ -224,12 +224,13 @@ class TaskRequest:
 
     identifier_system: str
     identifier_value: str
-    patient_ref: str
+    patient_ref: str | None
     code: str
     description: str
     priority: str
     authored: datetime
     code_text: str | None = None
+    callback_number: str | None = None
     focus: str | None = None
     reason_ref: str | None = None
     owner_ref: str | None = None
@@ -250,10 +251,16 @@ def task_resource(request: TaskRequest) -> dict[str, Any]:
             "text": request.code_text or request.code,
         },
         "description": request.description,
-        "for": {"reference": request.patient_ref},
         "authoredOn": _instant(request.authored),
         "lastModified": _instant(request.authored),
     }
+    if request.patient_ref:
+        resource["for"] = {"reference": request.patient_ref}
+    if request.callback_number:
+        # Who to call when we could not tell which patient wrote: staff need the number.
+        resource["input"] = [
+            {"type": {"text": "Reply-from number"}, "valueString": request.callback_number}
+        ]
     if request.focus:
         resource["focus"] = {"reference": request.focus}
     if request.reason_ref:

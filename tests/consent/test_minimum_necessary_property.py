@@ -1,10 +1,11 @@
 """Property: outreach about sensitive care never repeats what the EHR says about it.
 
 For random Appointments, MedicationRequests and Encounters that carry a sensitive
-security label or code, with random display texts, reason texts, medication
-names and revealing location names, every message the engine plans and every
-rendering of it (SMS and email) is free of those texts. Each random text ends in
-a unique consonant token so a leak is unambiguous.
+security label or code - or nothing but free text (English or Spanish reasons,
+brand names, revealing location names) - with random display texts, reason texts,
+medication names and revealing location names, every message the engine plans and
+every rendering of it (SMS and email) is free of those texts. Each random text ends
+in a unique consonant token so a leak is unambiguous.
 """
 
 from __future__ import annotations
@@ -36,10 +37,46 @@ def _secret(stems: list[str]) -> st.SearchStrategy[str]:
     return st.builds(lambda stem, token: f"{stem} {token}", st.sampled_from(stems), _TOKEN)
 
 
-DISPLAYS = _secret(["Major depressive disorder", "Psychiatry", "HIV-1 infection", "Gynecology"])
-REASONS = _secret(["Follow-up for opioid use disorder", "PrEP visit", "Genetic counseling"])
-MEDICATIONS = _secret(["Suboxone 8 mg-2 mg film", "Truvada 200-300 mg", "Methadone 10 mg"])
-LOCATIONS = _secret(["Behavioral Health Center", "Addiction Recovery Center", "HIV Clinic"])
+DISPLAYS = _secret(
+    [
+        "Major depressive disorder",
+        "Psychiatry",
+        "HIV-1 infection",
+        "Gynecology",
+        "Psiquiatría",
+        "Oncología médica",
+    ]
+)
+REASONS = _secret(
+    [
+        "Follow-up for opioid use disorder",
+        "PrEP visit",
+        "Genetic counseling",
+        "Quimioterapia, ciclo",
+        "Control de VIH",
+    ]
+)
+MEDICATIONS = _secret(
+    [
+        "Suboxone 8 mg-2 mg film",
+        "Truvada 200-300 mg",
+        "Methadone 10 mg",
+        "Biktarvy 50-200-25 mg",
+        "Keytruda 100 mg/4 mL",
+        "Zoloft 50 mg",
+    ]
+)
+LOCATIONS = _secret(
+    [
+        "Behavioral Health Center",
+        "Addiction Recovery Center",
+        "HIV Clinic",
+        "Lakeside Cancer Institute",
+        "Opioid Treatment Program",
+        "PrEP Clinic",
+        "Harbor Psych Associates",
+    ]
+)
 
 SENSITIVE_CODES = st.sampled_from(
     [
@@ -59,7 +96,7 @@ LABELS = st.one_of(
     ),
     st.sampled_from(["R", "V"]).map(lambda code: {"system": CONFIDENTIALITY, "code": code}),
 )
-SIGNALS = st.sampled_from(["label", "code", "label-and-code"])
+SIGNALS = st.sampled_from(["label", "code", "label-and-code", "text-only"])
 
 
 def _meta(signal: str, label: dict[str, str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ back from the outbox files; what was withheld from the store.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from fhir_bridge.store.models import PlannedMessage
 from rules.config import RulesConfig
 from rules.model import is_lifecycle_reason
 from rules.preview import preview
+from rules.templates import UNSUBSCRIBE_PLACEHOLDER
 from tests.pipeline.conftest import make_runtime
 from tests.support.ehr.process import EhrServer
 
@@ -187,7 +189,7 @@ def _collect(rt: Any) -> Outcome:
                     key=row.key,
                     send_at=_instant(row.send_at),
                     channel=str(record["channel"]),
-                    text=str(record["text"]),
+                    text=_without_token(str(record["text"])),
                     subject=record.get("subject"),
                     zone=(row.trace or {}).get("zone"),
                     template=row.template,
@@ -198,3 +200,12 @@ def _collect(rt: Any) -> Outcome:
             else:
                 outcome.other[row.key] = f"{row.status}:{row.reason}"
     return outcome
+
+
+_UNSUBSCRIBE_URL = re.compile(r"\S+/unsubscribe/email/\S+")
+
+
+def _without_token(text: str) -> str:
+    """An email's one-click unsubscribe link is signed per message; preview shows a
+    placeholder in its place (``rules.templates.UNSUBSCRIBE_PLACEHOLDER``)."""
+    return _UNSUBSCRIBE_URL.sub(UNSUBSCRIBE_PLACEHOLDER, text)

@@ -159,7 +159,11 @@ def test_crisis_from_an_unknown_number_still_gets_resources_and_a_human(
     with transaction(two_way.runtime.sessions) as session:
         items = list(session.scalars(select(StaffInboxItem)))
     assert [(i.kind, i.priority, i.patient_ref) for i in items] == [("crisis", "stat", None)]
-    assert two_way.ehr.resources == {}
+    (task,) = two_way.ehr.of_type("Task")
+    assert task["priority"] == "stat"
+    assert "for" not in task
+    assert task["input"][0]["valueString"] == stranger
+    assert items[0].task_ref == f"Task/{task['id']}"
 
 
 def test_look_alike_is_acknowledged_not_escalated(reminded: TwoWay) -> None:
