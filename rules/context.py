@@ -20,7 +20,7 @@ from rules.language import preferred_language
 from rules.model import PatientSnapshot, PlannedMessage, WithheldMessage
 from rules.place_time import ZoneDecision, recipient_zone, start_offset_check, zone_of_place
 from rules.privacy import classify_sensitivity
-from rules.snapshot import referenced_closure
+from rules.snapshot import referenced_closure, references_of
 from rules.timing import QuietHours
 
 
@@ -62,6 +62,10 @@ class PlanningContext:
     _recipients: dict[tuple[str, str, tuple[str, ...]], ZoneDecision] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _places: dict[tuple[str | None, Any], ZoneDecision] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _references: dict[int, list[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -104,6 +108,13 @@ class PlanningContext:
 
         The offset written in ``Appointment.start`` is only checked against it, never used.
         """
+        key = (location_ref, appointment_start if isinstance(appointment_start, str) else None)
+        found = self._places.get(key)
+        if found is None:
+            found = self._places[key] = self._place_zone(location_ref, key[1])
+        return found
+
+    def _place_zone(self, location_ref: str | None, appointment_start: str | None) -> ZoneDecision:
         override = self.override(location_ref)
         location = self.location(location_ref)
         decision = _place_zone(
@@ -194,6 +205,14 @@ class PlanningContext:
         Reads the resources and everything they refer to (Location, HealthcareService,
         Practitioner, PractitionerRole, Organization, Medication) from the snapshot.
         """
-        referenced = referenced_closure(resources, self.snapshot.resolve)
+        referenced = referenced_closure(resources, self.snapshot.resolve, self._references_of)
         result = classify_sensitivity([*resources, *referenced.values()], self.config.privacy)
         return bool(result.sensitive), tuple(result.reasons)
+
+    def _references_of(self, resource: Mapping[str, Any]) -> list[str]:
+        """One resource's references, walked once per planning run (the snapshot and its
+        resolved references live as long as this context, so ``id`` is a safe key)."""
+        found = self._references.get(id(resource))
+        if found is None:
+            found = self._references[id(resource)] = references_of(resource)
+        return found

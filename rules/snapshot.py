@@ -71,18 +71,32 @@ def _references(node: Any) -> Iterator[str]:
             yield from _references(value)
 
 
-def references_in(resources: Sequence[Mapping[str, Any]]) -> list[str]:
+def references_of(resource: Mapping[str, Any]) -> list[str]:
+    """Every reference to a followed type in one resource, in first-seen order."""
+    return list(dict.fromkeys(_references(resource)))
+
+
+def references_in(
+    resources: Sequence[Mapping[str, Any]],
+    of: Callable[[Mapping[str, Any]], Sequence[str]] = references_of,
+) -> list[str]:
     """Every reference to a followed type in ``resources``, in first-seen order."""
-    return list(dict.fromkeys(ref for resource in resources for ref in _references(resource)))
+    return list(dict.fromkeys(ref for resource in resources for ref in of(resource)))
 
 
 def referenced_closure(
-    resources: Sequence[Mapping[str, Any]], lookup: Lookup
+    resources: Sequence[Mapping[str, Any]],
+    lookup: Lookup,
+    of: Callable[[Mapping[str, Any]], Sequence[str]] = references_of,
 ) -> dict[str, Mapping[str, Any]]:
-    """The referenced resources the rules may read, following references ``MAX_DEPTH`` deep."""
+    """The referenced resources the rules may read, following references ``MAX_DEPTH`` deep.
+
+    ``of`` finds one resource's references (planning passes a cached version of
+    :func:`references_of`, since it asks about the same resources many times).
+    """
     found: dict[str, Mapping[str, Any]] = {}
     tried: set[str] = set()
-    frontier = references_in(resources)
+    frontier = references_in(resources, of)
     for _depth in range(MAX_DEPTH):
         fresh: list[Mapping[str, Any]] = []
         for reference in frontier:
@@ -93,7 +107,7 @@ def referenced_closure(
             if isinstance(resource, Mapping):
                 found[reference] = resource
                 fresh.append(resource)
-        frontier = references_in(fresh)
+        frontier = references_in(fresh, of)
         if not frontier:
             break
     return found
