@@ -44,15 +44,28 @@ class ReferenceSource:
     ttl: timedelta
 
 
+MISSING_MARK = "_fhir_bridge_missing"
+
+
 def _fresh_body(
     session: Session, reference: str, now: datetime, ttl: timedelta
 ) -> tuple[Mapping[str, Any] | None, bool]:
-    """The stored body (or ``None``) and whether it is still fresh."""
+    """The stored body (or ``None``) and whether it is still fresh.
+
+    A reference the EHR answered 404 for is remembered as missing (a marker row) for the
+    same TTL, so a dangling reference costs one EHR read per TTL, not one per planning.
+    """
     resource_type, _, resource_id = reference.partition("/")
     row = state_repository.get_state(session, resource_type, resource_id)
     if row is None:
         return None, False
-    return row.body, row.stored_at >= now - ttl
+    body = None if row.body.get(MISSING_MARK) else row.body
+    return body, row.stored_at >= now - ttl
+
+
+def _missing(reference: str) -> dict[str, Any]:
+    resource_type, _, resource_id = reference.partition("/")
+    return {"resourceType": resource_type, "id": resource_id, MISSING_MARK: True}
 
 
 def _fetch(source: ReferenceSource, reference: str) -> dict[str, Any] | EhrError | None:
@@ -96,8 +109,7 @@ def session_lookup(session: Session, source: ReferenceSource | None, now: dateti
         fetched = _fetch(source, reference)
         if isinstance(fetched, EhrError):
             return body
-        if fetched is not None:
-            _store(session, fetched, now)
+        _store(session, fetched if fetched is not None else _missing(reference), now)
         return fetched
 
     return lookup
@@ -125,9 +137,8 @@ def prefetch_references(
         fetched = _fetch(source, reference)
         if isinstance(fetched, EhrError):
             return body
-        if fetched is not None:
-            with transaction(factory) as session:
-                _store(session, fetched, now)
+        with transaction(factory) as session:
+            _store(session, fetched if fetched is not None else _missing(reference), now)
         return fetched
 
     referenced_closure(resources, lookup)
