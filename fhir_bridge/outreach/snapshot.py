@@ -18,7 +18,7 @@ EHR does not have is left out (the rules then use their documented fallbacks).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,22 +97,35 @@ def _store(session: Session, resource: Mapping[str, Any], now: datetime) -> None
     )
 
 
-def session_lookup(session: Session, source: ReferenceSource | None, now: datetime) -> Lookup:
-    """Store first; on a miss (or a stale copy) read the EHR once and cache the answer."""
+def _cached_lookup(
+    source: ReferenceSource,
+    now: datetime,
+    in_session: Callable[[Callable[[Session], Any]], Any],
+) -> Lookup:
+    """Store first; on a miss or a stale copy read the EHR (outside ``in_session``) and
+    keep the answer, a 404 included. An unreachable EHR leaves the stale copy in use."""
 
     def lookup(reference: str) -> Mapping[str, Any] | None:
-        if source is None:
-            return _fresh_body(session, reference, now, timedelta(0))[0]
-        body, fresh = _fresh_body(session, reference, now, source.ttl)
+        body, fresh = in_session(lambda s: _fresh_body(s, reference, now, source.ttl))
         if fresh:
             return body
         fetched = _fetch(source, reference)
         if isinstance(fetched, EhrError):
             return body
-        _store(session, fetched if fetched is not None else _missing(reference), now)
+        in_session(
+            lambda s: _store(s, fetched if fetched is not None else _missing(reference), now)
+        )
         return fetched
 
     return lookup
+
+
+def session_lookup(session: Session, source: ReferenceSource | None, now: datetime) -> Lookup:
+    """Inside the planning transaction: the store, reading the EHR only for what prefetch
+    could not foresee."""
+    if source is None:
+        return lambda reference: _fresh_body(session, reference, now, timedelta(0))[0]
+    return _cached_lookup(source, now, lambda work: work(session))
 
 
 def prefetch_references(
@@ -129,19 +142,11 @@ def prefetch_references(
     if source is None or not resources:
         return
 
-    def lookup(reference: str) -> Mapping[str, Any] | None:
+    def in_own_transaction(work: Callable[[Session], Any]) -> Any:
         with transaction(factory) as session:
-            body, fresh = _fresh_body(session, reference, now, source.ttl)
-        if fresh:
-            return body
-        fetched = _fetch(source, reference)
-        if isinstance(fetched, EhrError):
-            return body
-        with transaction(factory) as session:
-            _store(session, fetched if fetched is not None else _missing(reference), now)
-        return fetched
+            return work(session)
 
-    referenced_closure(resources, lookup)
+    referenced_closure(resources, _cached_lookup(source, now, in_own_transaction))
 
 
 def live_snapshot(
