@@ -2,20 +2,42 @@
 
 ``fhir-bridge run`` is the embedded default: migrations, then the API, a worker
 and the scheduler in one process tree on SQLite and a filesystem broker.
+
+Every command uses one data folder (``FHIR_BRIDGE_DATA_DIR``, default ``var``): the
+notification secret, the SQLite database, the filesystem broker and the outbox. A
+mistake the user can fix (a bad setting, a missing file, an unmigrated database, an
+unreachable EHR) is one line on stderr naming the variable or file and the fix;
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from fhir_bridge.settings import SettingsError, get_settings
+from fhir_bridge.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    UserError,
+    ensure_notification_secret,
+    get_settings,
+)
+
+EXIT_USER_ERROR, EXIT_UNEXPECTED = 2, 1
+DESCRIPTION = """\
+FHIR R4 EHR events in, patient reminders out (under consent), a Communication back.
+
+Try it:   fhir-bridge run        (no settings: a sandbox EHR with sample patients)
+Check:    fhir-bridge doctor     (every setting and connection, with the fix for each)
+
+Every command uses one data folder, FHIR_BRIDGE_DATA_DIR (default var/): the notification
+secret, the SQLite database, the filesystem broker and the outbox. Errors are one line
+naming the variable or file to fix; --debug shows the traceback."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,58 +46,208 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    try:
+    if args.debug:
         result: int = args.func(args)
-    except SettingsError as exc:
-        print(f"fhir-bridge: {exc}", file=sys.stderr)
-        return 2
+        return result
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, never a traceback, unless --debug
+        message, code = explain(exc)
+        print(f"fhir-bridge: {message}", file=sys.stderr)
+        return code
     return result
 
 
+def explain(exc: BaseException) -> tuple[str, int]:
+    """The one line (and exit code) a user sees for an error; no PHI, no secrets."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fhir_bridge.fhir.errors import EhrAuthError, EhrError, EhrUnavailable, SigningKeyError
+    from rules.config import RulesConfigError
+
+    if isinstance(exc, UserError):
+        return str(exc), EXIT_USER_ERROR
+    if isinstance(exc, EhrError):
+        ehr = _ehr_url()
+        if isinstance(exc, EhrUnavailable):
+            reason = _transport_reason(exc) if exc.status is None else f"HTTP {exc.status}"
+            return (
+                f"cannot reach the EHR at {ehr} ({reason}): check {ENV_PREFIX}EHR_BASE_URL "
+                "and that the EHR is up",
+                EXIT_USER_ERROR,
+            )
+        if isinstance(exc, EhrAuthError):
+            return (
+                f"the EHR at {ehr} refused our credentials (HTTP {exc.status}): check "
+                f"{ENV_PREFIX}EHR_AUTH and its token or client id, and the registration "
+                "(`fhir-bridge registration`)",
+                EXIT_USER_ERROR,
+            )
+        return f"the EHR at {ehr}: {exc}", EXIT_USER_ERROR
+    if isinstance(exc, SigningKeyError):
+        return f"{exc}: check {ENV_PREFIX}EHR_PRIVATE_KEY_FILE", EXIT_USER_ERROR
+    if isinstance(exc, RulesConfigError):
+        first = exc.problems[0] if exc.problems else "invalid"
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        return (
+            f"invalid rules file: {first}{more}; `fhir-bridge rules check FILE` lists every "
+            f"problem ({ENV_PREFIX}RULES_FILE)",
+            EXIT_USER_ERROR,
+        )
+    if isinstance(exc, SQLAlchemyError):
+        reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+        return (
+            f"database error ({reason}): check {ENV_PREFIX}DATABASE_URL, then "
+            "`fhir-bridge migrate`",
+            EXIT_USER_ERROR,
+        )
+    return (
+        f"unexpected error ({type(exc).__name__}); run again with --debug for the details",
+        EXIT_UNEXPECTED,
+    )
+
+
+def _ehr_url() -> str:
+    try:
+        return get_settings().ehr_base_url or "(not set)"
+    except SettingsError:
+        return "(settings invalid)"
+
+
+def _transport_reason(exc: BaseException) -> str:
+    import httpx
+
+    cause = exc.__cause__
+    if isinstance(cause, httpx.ConnectTimeout | httpx.ReadTimeout | httpx.PoolTimeout):
+        return "timed out"
+    if isinstance(cause, httpx.ConnectError):
+        return "connection refused or host not found"
+    return type(cause).__name__ if cause is not None else "no answer"
+
+
+def _command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    text: str,
+    func: object | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand whose one-line help also shows as its ``--help`` description."""
+    cmd: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+    cmd.set_defaults(func=func if func is not None else _show_help(cmd))
+    return cmd
+
+
+def _show_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """A command group run without its action prints its own help."""
+
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return show
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fhir-bridge", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fhir-bridge", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks instead of one-line errors"
+    )
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    cmd = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
-    cmd.set_defaults(func=_serve)
-    cmd = sub.add_parser("worker", help="run a Celery worker")
+    _command(sub, "serve", "run the HTTP API (uvicorn)", _serve)
+    cmd = _command(sub, "worker", "run a Celery worker", _worker)
     cmd.add_argument("--beat", action="store_true", help="also run the scheduler in-process")
     cmd.add_argument("--concurrency", type=int, default=2)
-    cmd.set_defaults(func=_worker)
-    cmd = sub.add_parser("scheduler", help="run the periodic scheduler (Celery beat)")
-    cmd.set_defaults(func=_scheduler)
-    cmd = sub.add_parser("run", help="migrate, then API + worker + scheduler (embedded default)")
-    cmd.set_defaults(func=_run)
-    cmd = sub.add_parser("migrate", help="apply database migrations")
-    cmd.set_defaults(func=_migrate)
-    cmd = sub.add_parser("poll", help="search the EHR by _lastUpdated once (polling mode)")
-    cmd.set_defaults(func=_poll)
-    cmd = sub.add_parser("dispatch", help="claim and deliver due messages once, in-process")
-    cmd.set_defaults(func=_dispatch)
-
-    subs = sub.add_parser("subscriptions", help="manage the EHR Subscriptions")
-    subs_sub = subs.add_subparsers(metavar="ACTION")
-    for name, func, text in (
-        ("create", _subscriptions_create, "create (idempotently) one Subscription per type"),
-        ("list", _subscriptions_list, "list our Subscriptions and their local state"),
-        ("status", _subscriptions_status, "check each Subscription on the EHR now"),
-    ):
-        subs_sub.add_parser(name, help=text).set_defaults(func=func)
-
-    keys = sub.add_parser("keys", help="SMART Backend Services keys")
-    keys_sub = keys.add_subparsers(metavar="ACTION")
-    gen = keys_sub.add_parser("generate", help="print a new private key (PEM)")
-    gen.add_argument("--alg", choices=["RS384", "ES384"], default="ES384")
-    gen.set_defaults(func=_keys_generate)
-    keys_sub.add_parser("jwks", help="print the public JWKS").set_defaults(func=_keys_jwks)
-    sub.add_parser("registration", help="print what clinic IT registers with the EHR").set_defaults(
-        func=_registration
+    # `run` checks the rules at its own start; its worker need not warn a second time.
+    cmd.add_argument("--no-start-warnings", action="store_true", help=argparse.SUPPRESS)
+    _command(sub, "scheduler", "run the periodic scheduler (Celery beat)", _scheduler)
+    _command(sub, "run", "migrate, then API + worker + scheduler (embedded default)", _run)
+    _command(
+        sub, "migrate", "create or upgrade the database (and the data folder's secret)", _migrate
     )
+    _command(sub, "poll", "search the EHR by _lastUpdated once (polling mode)", _poll)
+    _command(sub, "dispatch", "claim and deliver due messages once, in-process", _dispatch)
+
+    subs = _command(sub, "subscriptions", "manage the EHR Subscriptions")
+    subs_sub = subs.add_subparsers(metavar="ACTION")
+    _command(
+        subs_sub, "create", "create (idempotently) one Subscription per type", _subscriptions_create
+    )
+    _command(subs_sub, "list", "list our Subscriptions and their local state", _subscriptions_list)
+    _command(subs_sub, "status", "check each Subscription on the EHR now", _subscriptions_status)
+
+    from fhir_bridge.sync.cli import register_secrets
+
+    register_secrets(subs_sub)
+
+    keys = _command(sub, "keys", "SMART Backend Services keys")
+    keys_sub = keys.add_subparsers(metavar="ACTION")
+    gen = _command(
+        keys_sub,
+        "generate",
+        "make a new private key: a 0600 file with --out, else on stdout",
+        _keys_generate,
+    )
+    gen.add_argument("--alg", choices=["RS384", "ES384"], default="ES384")
+    gen.add_argument(
+        "--out", metavar="FILE", help="write here (folder made 0700, file 0600, never overwritten)"
+    )
+    _command(keys_sub, "jwks", "print the public JWKS of the configured key", _keys_jwks)
+    reg = _command(
+        sub, "registration", "print what the EHR admin enters for our two clients", _registration
+    )
+    reg.add_argument("--json", action="store_true", help="machine-readable output")
 
     from rules.cli import register
 
     register(sub)
+    from fhir_bridge.sandbox.cli import register as register_sandbox
+
+    register_sandbox(sub)
+    from fhir_bridge.doctor_cli import register as register_doctor
+
+    register_doctor(sub)
     return parser
+
+
+def require_database(settings: Settings) -> None:
+    """Stop with one line unless the database exists and is migrated (creates nothing)."""
+    from fhir_bridge.store.migrate import schema_problem
+
+    problem = schema_problem(settings.database_url)
+    if problem is not None:
+        raise UserError(problem)
+
+
+def _start(settings: Settings, *, warnings: bool = True) -> None:
+    """What every long-running role does first: logging, the database check, warnings."""
+    from fhir_bridge.logging_setup import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    require_database(settings)
+    if warnings:
+        warn_about_example_rules(settings)
+
+
+def warn_about_example_rules(settings: Settings) -> list[str]:
+    """One WARNING line while the rules still name the shipped example clinic."""
+    import logging
+
+    from rules.config import example_values_in_use, load_rules_config
+
+    found = example_values_in_use(load_rules_config(settings.rules_file))
+    if found:
+        logging.getLogger("fhir_bridge").warning(
+            "the rules are the shipped example: patients would get the example clinic's "
+            "%s; run `fhir-bridge rules init`, edit the file, set %sRULES_FILE",
+            ", ".join(found),
+            ENV_PREFIX,
+        )
+    return found
 
 
 def _serve(_args: argparse.Namespace) -> int:
@@ -84,17 +256,18 @@ def _serve(_args: argparse.Namespace) -> int:
     from fhir_bridge.api.app import create_app
 
     settings = get_settings()
+    _start(settings)
     uvicorn.run(create_app(), host=settings.host, port=settings.port, log_config=None)
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from fhir_bridge.logging_setup import configure_logging
     from fhir_bridge.tasks import celery_app
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    _start(settings, warnings=not args.no_start_warnings)
     argv = [
+        "--quiet",
         "worker",
         "--loglevel",
         settings.log_level,
@@ -118,10 +291,11 @@ def _scheduler(_args: argparse.Namespace) -> int:
     from fhir_bridge.tasks import celery_app
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     celery_app.start(
         [
+            "--quiet",
             "beat",
             "--loglevel",
             settings.log_level,
@@ -135,58 +309,65 @@ def _scheduler(_args: argparse.Namespace) -> int:
 def _migrate(_args: argparse.Namespace) -> int:
     from fhir_bridge.store.migrate import upgrade
 
-    upgrade(get_settings().database_url)
+    _ensure_dev_secret()
+    settings = get_settings()
+    upgrade(settings.database_url)
     print("database is at the newest schema")
     return 0
 
 
 def _ensure_dev_secret() -> None:
-    """Embedded default only: create a notification secret once, kept under var/."""
-    if os.environ.get("FHIR_BRIDGE_NOTIFICATION_SECRET"):
-        return
-    settings = get_settings()
-    path = settings.data_dir / "notification-secret"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    os.environ["FHIR_BRIDGE_NOTIFICATION_SECRET"] = path.read_text().strip()
-    get_settings.cache_clear()
+    """Create the data folder's notification secret once, unless one is configured.
+
+    Settings read it from there whenever the variable is unset, so every command run in
+    this folder (and every process ``run`` starts) uses the same secret.
+    """
+    if ensure_notification_secret(get_settings()):
+        get_settings.cache_clear()
 
 
 def _run(_args: argparse.Namespace) -> int:
-    _ensure_dev_secret()
+    """Migrate, then API + worker + scheduler; without an EHR, the sandbox EHR as well."""
     _migrate(_args)
-    settings = get_settings()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "fhir_bridge", "worker", "--beat", "--concurrency", "1"]
-    )
 
     def _stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     # uvicorn shuts down on SIGTERM/SIGINT and then re-raises the signal; ending with
-    # SystemExit (not the default handler) lets the worker below be stopped, not orphaned.
+    # SystemExit (not the default handler) lets the children below be stopped, not orphaned.
     signal.signal(signal.SIGTERM, _stop)
-    print(f"fhir-bridge: API on http://{settings.host}:{settings.port}  (Ctrl-C stops)")
-    if not settings.ehr_base_url:
-        print(
-            "fhir-bridge: no EHR configured yet; set FHIR_BRIDGE_EHR_BASE_URL (see README), "
-            "then run 'fhir-bridge subscriptions create'"
-        )
+    children: list[subprocess.Popen[bytes]] = []
+    sandbox = None
     try:
+        if not get_settings().ehr_base_url:
+            from fhir_bridge.sandbox.cli import start_for_run
+
+            sandbox = start_for_run()  # sets the EHR variables the worker inherits
+        settings = get_settings()
+        # The worker inherits our settings; the API below already warned once.
+        worker = [sys.executable, "-m", "fhir_bridge", "worker", "--beat", "--concurrency", "1"]
+        children.append(subprocess.Popen([*worker, "--no-start-warnings"]))
+        print(f"fhir-bridge: API on http://{settings.host}:{settings.port}  (Ctrl-C stops)")
+        if sandbox is not None:
+            from fhir_bridge.sandbox.cli import set_up_in_background
+
+            set_up_in_background(sandbox, settings)
         return _serve(_args)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if sandbox is not None:
+            sandbox.stop()
 
 
 def _runtime():  # type: ignore[no-untyped-def]
     from fhir_bridge.runtime import get_runtime
 
+    require_database(get_settings())
     return get_runtime()
 
 
@@ -266,9 +447,21 @@ def _plain(value: object) -> object:
 
 
 def _keys_generate(args: argparse.Namespace) -> int:
-    from fhir_bridge.fhir.keys import generate_private_key
+    from fhir_bridge.fhir.errors import SigningKeyError
+    from fhir_bridge.fhir.keys import generate_private_key, write_private_key
 
-    print(generate_private_key(args.alg), end="")
+    pem = generate_private_key(args.alg)
+    if args.out is None:
+        print(pem, end="")
+        return 0
+    try:
+        path = write_private_key(args.out, pem)
+    except SigningKeyError as exc:
+        raise UserError(str(exc)) from exc
+    print(
+        f"wrote a new {args.alg} private key to {path} (mode 0600); "
+        f"set {ENV_PREFIX}EHR_PRIVATE_KEY_FILE={path}, then `fhir-bridge registration`"
+    )
     return 0
 
 
@@ -280,23 +473,62 @@ def _keys_jwks(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _registration(_args: argparse.Namespace) -> int:
-    settings = get_settings()
-    print(
-        json.dumps(
-            {
-                "client_name": "fhir-bridge",
-                "client_id": settings.ehr_client_id,
-                "grant_types": ["client_credentials"],
-                "token_endpoint_auth_method": "private_key_jwt",
-                "token_endpoint_auth_signing_alg": settings.ehr_signing_alg,
-                "jwks_uri": f"{settings.public_base_url}/.well-known/jwks.json",
-                "scope": settings.ehr_scope,
-                "notification_endpoint_base": f"{settings.public_base_url}/notifications/",
-            },
-            indent=2,
+def registration_details(settings: Settings) -> dict[str, dict[str, object]]:
+    """What the EHR admin registers: our backend service and the staff panel (two clients).
+
+    The signing algorithm is the key's own; without a key the backend entry says so.
+    """
+    from fhir_bridge.runtime import load_signing_key
+    from smart_app.config import CALLBACK_PATH
+
+    base = settings.public_base_url
+    backend: dict[str, object] = {
+        "client_type": "backend service (SMART Backend Services, client_credentials)",
+        "client_id": settings.ehr_client_id or f"(choose one; set {ENV_PREFIX}EHR_CLIENT_ID)",
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "scope": settings.ehr_scope,
+        "notification_endpoint_base": f"{base}/notifications/",
+    }
+    if settings.ehr_private_key_file is None and settings.ehr_private_key is None:
+        backend["token_endpoint_auth_signing_alg"] = (
+            f"(no key yet: `fhir-bridge keys generate --alg ES384 --out secrets/ehr.pem`, "
+            f"then set {ENV_PREFIX}EHR_PRIVATE_KEY_FILE)"
         )
-    )
+    else:
+        key = load_signing_key(settings)
+        backend["token_endpoint_auth_signing_alg"] = key.alg
+        backend["kid"] = key.kid
+    panel: dict[str, object] = {
+        "client_type": "staff panel (SMART App Launch, EHR launch)",
+        "client_id": settings.smart_client_id,
+        "launch_uri": f"{base}/smart/launch",
+        "redirect_uri": f"{base}{CALLBACK_PATH}",
+        "token_endpoint_auth_method": (
+            "client_secret_basic"
+            if settings.smart_client_secret is not None
+            else "none (public client, PKCE S256)"
+        ),
+        "scope": settings.smart_scope,
+    }
+    return {"backend_services": backend, "staff_panel": panel}
+
+
+def _registration(args: argparse.Namespace) -> int:
+    details = registration_details(get_settings())
+    if args.json:
+        print(json.dumps(details, indent=2))
+        return 0
+    titles = {
+        "backend_services": "1. Backend service (fhir-bridge itself, no user)",
+        "staff_panel": "2. Staff panel (launched from the EHR by staff)",
+    }
+    blocks = []
+    for name, fields in details.items():
+        width = max(len(field) for field in fields)
+        lines = [titles[name]] + [f"   {k:<{width}}  {v}" for k, v in fields.items()]
+        blocks.append("\n".join(lines))
+    print("Register two clients with the EHR:\n\n" + "\n\n".join(blocks))
     return 0
 
 

@@ -28,6 +28,7 @@ from fhir_bridge.outreach.writeback import write_communication
 from fhir_bridge.runtime import Runtime
 from fhir_bridge.settings import SUBSCRIBED_TYPES
 from fhir_bridge.store.db import transaction
+from fhir_bridge.sync import polling
 from fhir_bridge.sync import repository as sync_repository
 from fhir_bridge.sync.service import (
     SyncDeps,
@@ -276,15 +277,62 @@ def check_subscriptions(rt: Runtime) -> dict[str, str]:
 
 
 def poll(rt: Runtime) -> dict[str, int]:
-    """Polling mode: search each type by ``_lastUpdated`` from a persistent watermark."""
+    """Polling mode, searching as ``FHIR_BRIDGE_POLL_SEARCH`` says (``fhir_bridge.sync.polling``).
+
+    ``system``: each type by ``_lastUpdated`` from a persistent watermark. ``per-location`` /
+    ``per-day``: the upcoming Appointment window, re-read whole (idempotent). A search the
+    EHR refuses raises :class:`PollSearchRefused`, one line naming the setting to change.
+    """
+    mode = rt.settings.poll_search
+    if mode != "system":
+        return _poll_window(rt, mode)
     applied = {}
     for resource_type in SUBSCRIBED_TYPES:
         started = rt.clock()
         with transaction(rt.sessions) as session:
             name = f"poll:{resource_type}"
             since = sync_repository.get_watermark(session, name)
-            applied[resource_type] = catch_up_by_search(
-                session, sync_deps(rt, started), resource_type, since, rt.settings.poll_page_size
-            )
+            try:
+                applied[resource_type] = catch_up_by_search(
+                    session,
+                    sync_deps(rt, started),
+                    resource_type,
+                    since,
+                    rt.settings.poll_page_size,
+                )
+            except EhrError as exc:
+                refused = polling.refusal(exc, resource_type, mode)
+                if refused is None:
+                    raise
+                raise refused from exc
             sync_repository.set_watermark(session, name, started - timedelta(seconds=0))
     return applied
+
+
+def _poll_window(rt: Runtime, mode: str) -> dict[str, int]:
+    """Read the upcoming Appointments per location or per day; re-check those that left."""
+    started = rt.clock()
+    settings = rt.settings
+    window = polling.PollWindow.around(started, settings.poll_window_days)
+    locations = (
+        polling.poll_locations(settings.poll_locations, rt.rules.locations)
+        if mode == "per-location"
+        else None
+    )
+    searches = polling.window_searches(mode, window, locations or [], settings.poll_page_size)
+    applied = 0
+    seen: set[str] = set()
+    for params in searches:
+        with transaction(rt.sessions) as session:
+            count, ids = polling.apply_search(
+                session, sync_deps(rt, rt.clock()), "Appointment", params, mode
+            )
+        applied += count
+        seen |= ids
+    with transaction(rt.sessions) as session:
+        applied += polling.recheck_unseen(
+            session, sync_deps(rt, rt.clock()), window, seen, locations
+        )
+        sync_repository.set_watermark(session, f"poll-window:Appointment:{mode}", started)
+    log.debug("window poll done", extra={"kind": mode, "count": applied})
+    return {"Appointment": applied}

@@ -3,6 +3,12 @@
 Log calls pass ids and codes as ``extra``; only allow-listed keys are printed.
 As a second line of defence, anything that looks like a phone number or an
 email address is masked in the final line, whatever put it there.
+
+Two formats (``FHIR_BRIDGE_LOG_FORMAT``): ``text``, one plain line per event for a
+console, and ``json``, one object per line for a log collector. Celery's routine
+lines (a periodic task received, succeeded, sent by the scheduler) are DEBUG, so an
+idle service is quiet at INFO; what the service decides is logged at INFO by the
+code that decides it.
 """
 
 from __future__ import annotations
@@ -44,7 +50,16 @@ SAFE_KEYS = (
     "interaction",
     "outcome",
     "count",
+    "rule",
+    "resource",
+    "send_at",
+    "offset",
+    "reason",
+    "channel",
 )
+# Loggers whose INFO lines are routine plumbing, not decisions: Celery's per-task lines and
+# uvicorn's access log (health probes every few seconds; paths may carry signed tokens).
+ROUTINE_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat", "uvicorn.access")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _PHONE = re.compile(r"\+\d{8,15}\b|\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")
 
@@ -64,21 +79,73 @@ class SafeJsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": mask(record.getMessage()),
         }
-        for key in SAFE_KEYS:
-            if key in record.__dict__:
-                value = record.__dict__[key]
-                payload[key] = mask(value) if isinstance(value, str) else value
+        payload.update(_safe_extras(record))
         if record.exc_info and record.exc_info[0] is not None:
             payload["exception"] = record.exc_info[0].__name__
         return json.dumps(payload, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
+def _safe_extras(record: logging.LogRecord) -> dict[str, object]:
+    extras: dict[str, object] = {}
+    for key in SAFE_KEYS:
+        if key in record.__dict__:
+            value = record.__dict__[key]
+            extras[key] = mask(value) if isinstance(value, str) else value
+    return extras
+
+
+class SafeTextFormatter(logging.Formatter):
+    """``TIME LEVEL logger: message key=value ...`` with allow-listed extras only.
+
+    Extras whose value the message already shows are not repeated.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = mask(record.getMessage())
+        parts = [
+            self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            f"{record.levelname:<7}",
+            f"{record.name}: {message}",
+        ]
+        for key, value in _safe_extras(record).items():
+            if str(value) not in message:
+                parts.append(f"{key}={value}")
+        if record.exc_info and record.exc_info[0] is not None:
+            parts.append(f"exception={record.exc_info[0].__name__}")
+        return " ".join(parts)
+
+
+class DemoteRoutine(logging.Filter):
+    """Celery's per-task INFO lines become DEBUG (shown only when the level is DEBUG)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        routine = record.levelno == logging.INFO and record.name.startswith(ROUTINE_LOGGERS)
+        if routine or _is_kombu_hostname_notice(record):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return self.level <= logging.DEBUG
+        return True
+
+
+def _is_kombu_hostname_notice(record: logging.LogRecord) -> bool:
+    """kombu warns at every start that ``filesystem://`` has no host; nothing to fix."""
+    return record.name == "kombu.connection" and str(record.msg).startswith(
+        "No hostname was supplied"
+    )
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     """Route every logger (ours, uvicorn's, Celery's) through the safe formatter."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeJsonFormatter())
+    formatter = SafeJsonFormatter() if log_format == "json" else SafeTextFormatter()
+    handler.setFormatter(formatter)
+    numeric = logging.getLevelName(level.upper())
+    handler.addFilter(DemoteRoutine(numeric if isinstance(numeric, int) else logging.INFO))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("httpx", "httpcore"):
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

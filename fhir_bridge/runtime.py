@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from channels.base import ChannelAdapter
 from channels.registry import build_adapters
 from fhir_bridge.fhir.client import EhrClient, RetryPolicy
-from fhir_bridge.settings import Settings, get_settings
+from fhir_bridge.settings import ENV_PREFIX, Settings, SettingsError, get_settings
 from fhir_bridge.store.db import make_engine, make_session_factory
 from rules.config import RulesConfig, load_rules_config
 
@@ -111,14 +111,36 @@ def build_ehr_client(settings: Settings) -> EhrClient:
 
 
 def load_signing_key(settings: Settings) -> Any:
-    """The private key for SMART Backend Services, from a file or the environment."""
+    """The private key for SMART Backend Services, from a file or the environment.
+
+    The algorithm is the key's own; ``FHIR_BRIDGE_EHR_SIGNING_ALG``, when set, must agree.
+    Every problem is a ``SettingsError`` naming the variable and the fix.
+    """
+    from fhir_bridge.fhir.errors import SigningKeyError
     from fhir_bridge.fhir.keys import load_signing_key as from_pem
     from fhir_bridge.fhir.keys import load_signing_key_file
 
-    if settings.ehr_private_key_file is not None:
-        return load_signing_key_file(settings.ehr_private_key_file)
-    assert settings.ehr_private_key is not None
-    return from_pem(settings.ehr_private_key.get_secret_value())
+    try:
+        if settings.ehr_private_key_file is not None:
+            variable = f"{ENV_PREFIX}EHR_PRIVATE_KEY_FILE"
+            key = load_signing_key_file(settings.ehr_private_key_file)
+        elif settings.ehr_private_key is not None:
+            variable = f"{ENV_PREFIX}EHR_PRIVATE_KEY"
+            key = from_pem(settings.ehr_private_key.get_secret_value())
+        else:
+            raise SettingsError(
+                f"no signing key configured: set {ENV_PREFIX}EHR_PRIVATE_KEY_FILE to a PEM file "
+                "(make one with `fhir-bridge keys generate --alg ES384 --out secrets/ehr.pem`)"
+            )
+    except SigningKeyError as exc:
+        raise SettingsError(f"{variable}: {exc}") from exc
+    if settings.ehr_signing_alg is not None and settings.ehr_signing_alg != key.alg:
+        raise SettingsError(
+            f"{ENV_PREFIX}EHR_SIGNING_ALG is {settings.ehr_signing_alg} but the key in "
+            f"{variable} is an {key.alg} key; unset the variable (the key decides) or use "
+            f"an {settings.ehr_signing_alg} key"
+        )
+    return key
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,6 +8,8 @@ variable, not a stack trace from deep inside a worker.
 from __future__ import annotations
 
 import functools
+import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -21,8 +23,34 @@ ENV_PREFIX = "FHIR_BRIDGE_"
 SUBSCRIBED_TYPES = ("Appointment", "MedicationRequest", "Encounter")
 
 
-class SettingsError(RuntimeError):
+class UserError(RuntimeError):
+    """Something the person running fhir-bridge can fix; the message says what and how.
+
+    The CLI prints it as one line (no traceback unless ``--debug``).
+    """
+
+
+class SettingsError(UserError):
     """Configuration is missing or invalid; the message names the variables."""
+
+
+NOTIFICATION_SECRET_FILE = "notification-secret"  # noqa: S105 (a file name)
+DATABASE_FILE = "fhir-bridge.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def default_ehr_scope() -> str:
+    """What we read and write on the EHR: the planned resources, the patient, everything
+    the rules read through a reference (``rules.snapshot.REFERENCED_TYPES``), consents,
+    Communications, Tasks and our Subscriptions."""
+    from rules.snapshot import REFERENCED_TYPES
+
+    referenced = " ".join(f"system/{name}.rs" for name in sorted(REFERENCED_TYPES))
+    return (
+        "system/Appointment.rus system/MedicationRequest.rs system/Encounter.rs "
+        f"system/Patient.rs {referenced} system/Consent.crs system/Communication.crus "
+        "system/Task.crs system/Subscription.crus"
+    )
 
 
 class Settings(BaseSettings):
@@ -32,12 +60,13 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=None, extra="ignore", case_sensitive=False
     )
 
-    # Storage and queue
-    database_url: str = "sqlite:///var/fhir-bridge.db"
+    # Storage and queue. The database, broker folder and outbox default to places inside
+    # the data folder, so every command run in one folder finds what ``run`` set up there.
+    data_dir: Path = Path("var")
+    database_url: str = f"sqlite:///var/{DATABASE_FILE}"
     broker_url: str = "filesystem://"
     broker_dir: Path = Path("var/broker")
     queue_name: str = "fhir-bridge"
-    data_dir: Path = Path("var")
 
     # The EHR
     ehr_base_url: str | None = None
@@ -46,12 +75,9 @@ class Settings(BaseSettings):
     ehr_client_id: str | None = None
     ehr_private_key_file: Path | None = None
     ehr_private_key: SecretStr | None = None
-    ehr_signing_alg: Literal["RS384", "ES384"] = "RS384"
-    ehr_scope: str = (
-        "system/Appointment.rus system/MedicationRequest.rs system/Encounter.rs "
-        "system/Patient.rs system/Location.rs system/Consent.crs system/Communication.crus "
-        "system/Task.crs system/Subscription.crus"
-    )
+    # Only a check: the algorithm is the key's own (EC P-384 -> ES384, RSA -> RS384).
+    ehr_signing_alg: Literal["RS384", "ES384"] | None = None
+    ehr_scope: str = Field(default_factory=lambda: default_ehr_scope())
     ehr_token_url: str | None = None
     ehr_timeout_seconds: float = Field(default=10.0, gt=0)
     ehr_max_attempts: int = Field(default=5, ge=1, le=20)
@@ -66,6 +92,12 @@ class Settings(BaseSettings):
     notification_secret: SecretStr | None = None
     max_notification_bytes: int = Field(default=1_000_000, ge=1024)
     poll_page_size: int = Field(default=100, ge=1, le=1000)
+    # How polling searches (docs: README "EHRs without subscriptions"): `system` asks
+    # `Type?_lastUpdated=ge…` of every type; EHRs that refuse system-level search (Epic-style)
+    # take `per-location` (`Appointment?location=…&date=…`) or `per-day` (`Appointment?date=…`).
+    poll_search: Literal["system", "per-location", "per-day"] = "system"
+    poll_locations: str | None = None  # comma-separated Location ids; default: the rules file's
+    poll_window_days: int = Field(default=14, ge=1, le=90)
     clock_skew_seconds: int = Field(default=5, ge=0)
     reference_ttl_seconds: int = Field(default=3600, ge=0)
 
@@ -106,7 +138,11 @@ class Settings(BaseSettings):
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # `run` without FHIR_BRIDGE_EHR_BASE_URL, and `fhir-bridge sandbox`: the development EHR.
+    sandbox_port: int = Field(default=8090, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    api_docs: bool = True
 
     # Two-way messaging
     clinic_reference: str | None = None
@@ -129,10 +165,53 @@ class Settings(BaseSettings):
     smart_session_seconds: int = Field(default=3600, ge=60, le=86400)
     smart_frame_ancestors: str | None = None
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_a_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; use e.g. sqlite:///var/fhir-bridge.db or "
+                "postgresql://user:password@host/dbname"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {backend!r}; use sqlite or postgresql")
+        return value
+
     @field_validator("public_base_url", "ehr_base_url", "twilio_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _inside_the_data_folder(self) -> Settings:
+        """Unset storage paths follow the data folder; an unset secret is read from it."""
+        given = self.model_fields_set
+        if "database_url" not in given:
+            self.database_url = f"sqlite:///{(self.data_dir / DATABASE_FILE).as_posix()}"
+        if "broker_dir" not in given:
+            self.broker_dir = self.data_dir / "broker"
+        if "outbox_dir" not in given:
+            self.outbox_dir = self.data_dir / "outbox"
+        if self.notification_secret is None:
+            secret = read_notification_secret(self.data_dir)
+            if secret:
+                self.notification_secret = SecretStr(secret)
+        return self
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
@@ -170,6 +249,11 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def notification_secret_file(self) -> Path:
+        """Where ``run``/``migrate`` keep a generated secret when the variable is unset."""
+        return self.data_dir / NOTIFICATION_SECRET_FILE
+
     def channels_config(self) -> ChannelsConfig:
         """The channel adapters' own config, from the flat FHIR_BRIDGE_* variables."""
         from channels.registry import ChannelsConfig
@@ -203,8 +287,39 @@ class Settings(BaseSettings):
     def require_notification_secret(self) -> str:
         """The master secret notification tokens are derived from."""
         if self.notification_secret is None or not self.notification_secret.get_secret_value():
-            raise SettingsError(f"{ENV_PREFIX}NOTIFICATION_SECRET is not set")
+            raise SettingsError(
+                f"{ENV_PREFIX}NOTIFICATION_SECRET is not set and there is no "
+                f"{self.notification_secret_file}: run `fhir-bridge migrate` (or "
+                "`fhir-bridge run`) here to create one, or set the variable"
+            )
         return self.notification_secret.get_secret_value()
+
+
+def read_notification_secret(data_dir: Path) -> str | None:
+    """The secret kept in the data folder, if one was created there."""
+    try:
+        return (data_dir / NOTIFICATION_SECRET_FILE).read_text(encoding="utf-8").strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def ensure_notification_secret(settings: Settings) -> bool:
+    """Create the data folder's secret once (mode 0600) when none is configured.
+
+    Only the commands that set a folder up (``run``, ``migrate``) call this; every command
+    then reads it through settings. Returns True when a new secret was written.
+    """
+    if settings.notification_secret is not None:
+        return False
+    path = settings.notification_secret_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(secrets.token_urlsafe(32))
+    return True
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -216,8 +331,11 @@ def load_settings(**overrides: object) -> Settings:
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"]) or "settings"
             name = ENV_PREFIX + where.upper() if error["loc"] else where
-            lines.append(f"  {name}: {error['msg']}")
-        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message}")
+        if len(lines) == 1:
+            raise SettingsError(f"invalid configuration: {lines[0]}") from None
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 
 @functools.lru_cache(maxsize=1)

@@ -41,12 +41,15 @@ def celery_config() -> dict[str, Any]:
     broker_options: dict[str, Any] = {"visibility_timeout": settings.lease_seconds}
     if settings.broker_url.startswith("filesystem"):
         folder = settings.broker_dir
-        for sub in ("in", "processed"):
+        # Every folder kombu's filesystem transport uses, "control" (its exchange table)
+        # included, lives in the broker folder, never in the current directory.
+        for sub in ("in", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         broker_options = {
             "data_folder_in": str(folder / "in"),
             "data_folder_out": str(folder / "in"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
             "polling_interval": 0.1,
         }

@@ -1,4 +1,4 @@
-"""``fhir-bridge rules check FILE`` and ``fhir-bridge preview FILE.json``.
+"""``fhir-bridge rules check FILE``, ``rules init [FILE]`` and ``fhir-bridge preview FILE.json``.
 
 Both are offline: checking a rules file and previewing outreach must work on a
 laptop with no database, broker or EHR, so people try changes before deploying.
@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rules.config import RulesConfigError, load_rules_config
+from rules.config import DEFAULT_RULES_PATH, RulesConfigError, load_rules_config
 from rules.preview import PreviewInputError, describe, preview
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -27,6 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("file", help="rules YAML file")
     check.set_defaults(func=check_command)
+    init = actions.add_parser(
+        "init",
+        help="write a commented copy of the shipped rules to edit (never overwrites)",
+        description="Write a commented copy of the shipped example rules to FILE, to make "
+        "your clinic's own: change the organization section, then point "
+        "FHIR_BRIDGE_RULES_FILE at it.",
+    )
+    init.add_argument("file", nargs="?", default=DEFAULT_INIT_FILE, help="default: %(default)s")
+    init.set_defaults(func=init_command)
 
     show = subparsers.add_parser(
         "preview", help="show what would be sent for a resource or Bundle, without sending"
@@ -47,6 +56,57 @@ def check_command(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_INVALID
     print(f"{args.file}: OK")
+    return EXIT_OK
+
+
+DEFAULT_INIT_FILE = "rules.yaml"
+_YOURS = {
+    '  clinic_name: "Riverside Health"': "# <- your clinic's name, as patients know it",
+    '  clinic_phone: "(555) 010-0100"': "# <- the number patients call back",
+    '  link: "https://portal.example.org/visits"': '# <- your patient portal, or ""',
+}
+
+
+def initial_rules_text(file_name: str) -> str:
+    """The shipped rules with a header saying what to change, and the example lines marked."""
+    header = (
+        "# Your clinic's outreach rules for fhir-bridge, copied from the shipped example.\n"
+        "#\n"
+        "# 1. Replace the example clinic in `organization` (name, phone, portal link, time\n"
+        "#    zone): patients read these in every message. Until you do, fhir-bridge logs a\n"
+        "#    warning at start and `fhir-bridge doctor` fails.\n"
+        f"# 2. Check it:  fhir-bridge rules check {file_name}\n"
+        f"# 3. Try it:    fhir-bridge preview --rules {file_name} appointment.json\n"
+        f"# 4. Use it:    FHIR_BRIDGE_RULES_FILE={file_name}\n"
+        "#\n"
+    )
+    lines = []
+    for line in DEFAULT_RULES_PATH.read_text(encoding="utf-8").splitlines():
+        mark = _YOURS.get(line.rstrip())
+        lines.append(f"{line.rstrip():<48}{mark}" if mark else line)
+    return header + "\n".join(lines) + "\n"
+
+
+def init_command(args: argparse.Namespace) -> int:
+    """Write the commented copy; an existing file is never overwritten."""
+    target = Path(args.file)
+    try:
+        with target.open("x", encoding="utf-8") as out:
+            out.write(initial_rules_text(args.file))
+    except FileExistsError:
+        print(
+            f"fhir-bridge rules init: {target} already exists; not overwriting it "
+            "(give another FILE)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except OSError as error:
+        print(f"fhir-bridge rules init: cannot write {target} ({error.strerror})", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"wrote {target}: edit its organization section, check it with "
+        f"`fhir-bridge rules check {target}`, then set FHIR_BRIDGE_RULES_FILE={target}"
+    )
     return EXIT_OK
 
 

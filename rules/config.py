@@ -335,6 +335,40 @@ def parse_rules_config(text: str, name: str = "<rules>", base: Path | None = Non
     return config
 
 
+# The shipped example clinic: fine for trying fhir-bridge, wrong in any patient's phone.
+EXAMPLE_CLINIC_NAME = "Riverside Health"
+EXAMPLE_CLINIC_PHONE = "(555) 010-0100"
+EXAMPLE_LINK_HOST = "portal.example.org"
+
+
+def example_values_in_use(config: RulesConfig) -> list[str]:
+    """Where the rules still use the shipped example clinic's name, phone or portal link.
+
+    Empty when the file is the clinic's own. Each entry names the setting (its YAML path),
+    so a warning or ``doctor`` can say exactly what to edit.
+    """
+    found = []
+    org = config.organization
+    if org.clinic_name.strip() == EXAMPLE_CLINIC_NAME:
+        found.append("organization.clinic_name")
+    if _is_example_phone(org.clinic_phone):
+        found.append("organization.clinic_phone")
+    if EXAMPLE_LINK_HOST in org.link.lower():
+        found.append("organization.link")
+    for key, location in config.locations.items():
+        if location.clinic_name and location.clinic_name.strip() == EXAMPLE_CLINIC_NAME:
+            found.append(f"locations.{key}.clinic_name")
+        if location.clinic_phone and _is_example_phone(location.clinic_phone):
+            found.append(f"locations.{key}.clinic_phone")
+    return found
+
+
+def _is_example_phone(phone: str) -> bool:
+    """``(555) 010-0100`` however written (``555.010.0100``, ``+1 555 010 0100``)."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return digits.removeprefix("1") == "".join(ch for ch in EXAMPLE_CLINIC_PHONE if ch.isdigit())
+
+
 def load_rules_config(path: str | Path | None) -> RulesConfig:
     """Load and fully validate a rules file; ``None`` means the shipped defaults."""
     file_path = Path(path) if path is not None else DEFAULT_RULES_PATH

@@ -8,6 +8,7 @@ The key id is the RFC 7638 thumbprint, so it is stable and derivable from the pu
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,8 +88,36 @@ def load_signing_key_file(path: str | Path, *, password: bytes | None = None) ->
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise SigningKeyError("private key file cannot be read") from exc
-    return load_signing_key(data, password=password)
+        reason = exc.strerror or type(exc).__name__
+        raise SigningKeyError(f"private key file {path} cannot be read ({reason})") from exc
+    try:
+        return load_signing_key(data, password=password)
+    except SigningKeyError as exc:
+        raise SigningKeyError(f"{path}: {exc}") from exc
+
+
+def write_private_key(path: str | Path, pem: str) -> Path:
+    """Write a new private key file readable by its owner only, never overwriting one.
+
+    A missing folder is created 0700. The file is created 0600 by ``os.open`` itself, so
+    there is no moment at which other users could read it.
+    """
+    target = Path(path)
+    folder = target.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True)
+        folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SigningKeyError(
+            f"{target} already exists; not overwriting a key (choose another --out)"
+        ) from None
+    except OSError as exc:
+        raise SigningKeyError(f"cannot create {target} ({exc.strerror})") from exc
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(pem)
+    return target
 
 
 def jwk_thumbprint(public_jwk: Mapping[str, Any]) -> str:

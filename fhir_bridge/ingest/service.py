@@ -74,7 +74,10 @@ def accept_notification(
         row = repository.insert_if_new(
             session,
             subscription_id=subscription.id,
-            dedupe_key=parsed.dedupe_key(subscription.id, body_digest(body)),
+            # Keyed by the remote id too: a re-created Subscription numbers events from 1.
+            dedupe_key=parsed.dedupe_key(
+                f"{subscription.id}/{subscription.remote_id or ''}", body_digest(body)
+            ),
             kind=parsed.kind,
             body=payload if isinstance(payload, dict) else None,
             now=now,

@@ -32,6 +32,7 @@ from channels.base import (
 )
 from fhir_bridge.fhir.errors import EhrNotFound
 from fhir_bridge.outreach import repository
+from fhir_bridge.outreach.planning import log_withheld
 from fhir_bridge.outreach.snapshot import ReferenceSource, live_snapshot, prefetch_references
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import LedgerEntry, PlannedMessage
@@ -89,6 +90,7 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
         decision = prepare_delivery(_as_planned(row), snapshot, consents, ledger, deps.config, now)
         if isinstance(decision, WithheldMessage):
             _withhold(row, decision.reason, decision.detail, dict(decision.trace))
+            log_withheld(row, log)
             return "withheld"
         if not _transition(session, message_id, "queued", "sending", now + deps.lease):
             return "skipped"
@@ -141,7 +143,14 @@ def _send(deps: DeliveryDeps, outbound: OutboundMessage) -> str:
         row.lease_until = None
         row.communication_status = "pending"
     log.info(
-        "message sent", extra={"message_id": outbound.message_id, "provider": receipt.provider}
+        "sent message %s via %s",
+        outbound.message_id,
+        outbound.channel,
+        extra={
+            "message_id": outbound.message_id,
+            "channel": outbound.channel,
+            "provider": receipt.provider,
+        },
     )
     return "sent"
 

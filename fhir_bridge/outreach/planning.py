@@ -72,7 +72,9 @@ def replan_patient(
     for key, message in wanted.items():
         row = existing.get(key)
         if row is None:
-            session.add(new_row(message, now))
+            row = new_row(message, now)
+            session.add(row)
+            log_planned("planned", row)
         elif _may_replan(row, now):
             _reschedule(row, message)
     withheld_ids = []
@@ -89,6 +91,7 @@ def replan_patient(
         else:
             continue
         withheld_ids.append(row.id)
+        log_withheld(row)
     for key, row in existing.items():
         if key in wanted or key in decided:
             continue
@@ -96,6 +99,40 @@ def replan_patient(
             _cancel(row, now)
     session.flush()
     return withheld_ids
+
+
+def log_planned(verb: str, row: PlannedMessage) -> None:
+    """One INFO line per planning decision: ids, rule and times only (no PHI)."""
+    trace = row.trace or {}
+    local = str(trace.get("send_at_local") or row.send_at.isoformat())
+    offset = str(trace.get("offset") or trace.get("notice_before") or "-")
+    about = row.about[0] if row.about else row.patient_ref.split("/")[0]
+    log.info(
+        "%s message %s (%s) for %s at %s (%s)",
+        verb,
+        row.id,
+        row.rule,
+        about,
+        local,
+        offset,
+        extra={
+            "message_id": row.id,
+            "rule": row.rule,
+            "resource": about,
+            "send_at": local,
+            "offset": offset,
+        },
+    )
+
+
+def log_withheld(row: PlannedMessage, logger: logging.Logger = log) -> None:
+    """One INFO line per decision not to send: the message id and the reason code."""
+    logger.info(
+        "withheld message %s: %s",
+        row.id,
+        row.reason,
+        extra={"message_id": row.id, "rule": row.rule, "reason": row.reason},
+    )
 
 
 def is_provisional_cap(row: PlannedMessage, now: datetime) -> bool:
@@ -148,8 +185,7 @@ def new_row(message: Planned, now: datetime) -> PlannedMessage:
 
 
 def _reschedule(row: PlannedMessage, message: Planned) -> None:
-    if row.send_at != message.send_at or row.status == "cancelled":
-        log.info("message rescheduled", extra={"message_id": row.id})
+    changed = row.send_at != message.send_at or row.status == "cancelled"
     row.status = "planned"
     row.reason = None
     row.reason_detail = None
@@ -162,6 +198,8 @@ def _reschedule(row: PlannedMessage, message: Planned) -> None:
     row.variables = dict(message.variables)
     row.sensitive = message.sensitive
     row.trace = dict(message.trace)
+    if changed:
+        log_planned("rescheduled", row)
 
 
 def _withheld_row(withheld: WithheldMessage, now: datetime) -> PlannedMessage:

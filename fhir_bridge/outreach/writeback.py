@@ -56,7 +56,9 @@ def write_communication(
     message.communication_id = communication_id
     message.communication_status = "written"
     log.info(
-        "communication written",
+        "wrote Communication/%s for message %s",
+        message.communication_id,
+        message.id,
         extra={
             "message_id": message.id,
             "communication_id": message.communication_id,

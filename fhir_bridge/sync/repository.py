@@ -95,3 +95,10 @@ def find_subscription(session: Session, resource_type: str, kind: str) -> Subscr
             Subscription.resource_type == resource_type, Subscription.kind == kind
         )
     )
+
+
+def resources_of_type(session: Session, resource_type: str) -> Sequence[ResourceState]:
+    """Every resource of one type we hold (window polling re-checks those it no longer sees)."""
+    return list(
+        session.scalars(select(ResourceState).where(ResourceState.resource_type == resource_type))
+    )

@@ -5,6 +5,10 @@ Subscription per resource type. Our endpoint URL carries our local id, so a
 Subscription found on the EHR can be adopted even by a fresh database.
 ``check_subscription`` is the periodic health check: a Subscription the EHR
 set to ``error`` is reactivated and the downtime caught up by search.
+
+Classic (R4) criteria are search URLs of the ``Type?`` form (``Appointment?``), as the
+R4 specification and HAPI FHIR require. Subscriptions created by earlier versions with
+the bare ``Appointment`` are still adopted, and rewritten to the ``Type?`` form.
 """
 
 from __future__ import annotations
@@ -52,6 +56,28 @@ def endpoint_for(plan: SubscriptionPlan, subscription_id: str) -> str:
     return f"{plan.public_base_url}/notifications/{subscription_id}"
 
 
+def classic_criteria(resource_type: str) -> str:
+    """R4 ``Subscription.criteria`` is a search URL: every change of the type is ``Type?``.
+
+    Unnarrowed on purpose: a status or date filter would hide the very change (a
+    cancellation, a reschedule) that must stop or move a reminder.
+    """
+    return f"{resource_type}?"
+
+
+def criteria_for(plan: SubscriptionPlan, resource_type: str) -> str:
+    """The ``Subscription.criteria`` we ask for: a topic canonical URL, or a search URL."""
+    if plan.kind == "topic":
+        return f"{plan.topic_base}/{TOPIC_NAMES[resource_type]}"
+    return classic_criteria(resource_type)
+
+
+def _is_ours(plan: SubscriptionPlan, resource_type: str, criteria: str | None) -> bool:
+    """The criteria we ask for now, or what an earlier version asked for (bare ``Type``)."""
+    wanted = criteria_for(plan, resource_type)
+    return criteria == wanted or (plan.kind == "classic" and criteria == resource_type)
+
+
 def build_subscription_resource(
     plan: SubscriptionPlan, subscription_id: str, resource_type: str
 ) -> dict[str, Any]:
@@ -70,7 +96,7 @@ def build_subscription_resource(
     }
     if plan.kind == "topic":
         resource["meta"] = {"profile": [BACKPORT_PROFILE]}
-        resource["criteria"] = f"{plan.topic_base}/{TOPIC_NAMES[resource_type]}"
+        resource["criteria"] = criteria_for(plan, resource_type)
         channel["payload"] = "application/fhir+json"
         channel["_payload"] = {
             "extension": [
@@ -85,7 +111,7 @@ def build_subscription_resource(
                 }
             ]
     else:
-        resource["criteria"] = resource_type
+        resource["criteria"] = criteria_for(plan, resource_type)
         if plan.payload != "empty":
             channel["payload"] = "application/fhir+json"
     return resource
@@ -116,6 +142,9 @@ def _ensure_one(
         if remote is not None and remote.get("channel", {}).get("endpoint") == local.endpoint:
             if remote.get("status") in ("error", "off"):
                 _reactivate(ehr, plan, local, remote)
+            elif remote.get("criteria") != criteria_for(plan, resource_type):
+                remote = _rewrite_criteria(ehr, plan, local, remote)
+            local.criteria = criteria_for(plan, resource_type)
             local.status = _local_status(remote.get("status"))
             return local
     if local is None:
@@ -134,6 +163,9 @@ def _ensure_one(
         session.add(local)
     resource = build_subscription_resource(plan, local.id, resource_type)
     created = ehr.create(resource)
+    # A new Subscription on the EHR numbers its events from 1 again (e.g. the old one was
+    # deleted, or a sandbox EHR restarted); what the old one delivered says nothing of it.
+    local.events_through = 0
     local.remote_id = created.get("id")
     local.criteria = resource["criteria"]
     local.endpoint = resource["channel"]["endpoint"]
@@ -148,10 +180,12 @@ def _adopt_remote(
 ) -> Subscription | None:
     """Find a Subscription of ours on the EHR (by endpoint prefix) and record it locally."""
     prefix = f"{plan.public_base_url}/notifications/"
-    wanted = build_subscription_resource(plan, "x", resource_type)["criteria"]
+    wanted = criteria_for(plan, resource_type)
     for remote in ehr.search_all("Subscription", {"_count": "100"}):
         endpoint = (remote.get("channel") or {}).get("endpoint") or ""
-        if not endpoint.startswith(prefix) or remote.get("criteria") != wanted:
+        if not endpoint.startswith(prefix) or not _is_ours(
+            plan, resource_type, remote.get("criteria")
+        ):
             continue
         local = Subscription(
             id=endpoint[len(prefix) :],
@@ -173,6 +207,21 @@ def _adopt_remote(
 
 def _local_status(remote_status: str | None) -> str:
     return remote_status or "requested"
+
+
+def _rewrite_criteria(
+    ehr: EhrClient, plan: SubscriptionPlan, local: Subscription, remote: dict[str, Any]
+) -> dict[str, Any]:
+    """Bring a Subscription of ours up to today's criteria form (e.g. ``Appointment?``)."""
+    log.info(
+        "subscription criteria updated",
+        extra={"subscription": local.id, "remote_id": remote.get("id")},
+    )
+    updated = build_subscription_resource(plan, local.id, local.resource_type)
+    updated["id"] = remote["id"]
+    if plan.kind == "classic" and remote.get("status") == "active":
+        updated["status"] = "active"
+    return ehr.update(updated) or updated
 
 
 def _reactivate(

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from channels.outbox import read_outbox
 from fhir_bridge import jobs
+from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import PlannedMessage
 from rules.config import RulesConfig
@@ -31,7 +32,6 @@ from rules.model import is_lifecycle_reason
 from rules.preview import preview
 from rules.templates import UNSUBSCRIBE_PLACEHOLDER
 from tests.pipeline.conftest import make_runtime
-from tests.support.ehr.process import EhrServer
 
 REFERENCED_FIRST = (
     "Organization",

@@ -26,11 +26,11 @@ import pytest
 import yaml
 from fhir.resources.R4B import get_fhir_model_class
 
+from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.store.migrate import upgrade
 from rules.config import RulesConfig, load_rules_config
 from rules.sms_length import sms_segments
 from tests.corpus.harness import Outcome, Sent, live_outcome, preview_outcome, resources_of
-from tests.support.ehr.process import EhrServer
 
 pytestmark = pytest.mark.integration
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
 
-from fhir_bridge.cli import main
-from fhir_bridge.settings import SettingsError, load_settings
+from fhir_bridge.settings import SettingsError, ensure_notification_secret, load_settings
 
 
 def test_defaults_are_the_embedded_sqlite_and_filesystem_broker() -> None:
@@ -39,19 +39,52 @@ def test_environment_variables_are_read_with_the_prefix(monkeypatch: pytest.Monk
 
 
 def test_commands_that_need_the_notification_secret_say_so(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from fhir_bridge.runtime import get_runtime
-    from fhir_bridge.settings import get_settings
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FHIR_BRIDGE_EHR_BASE_URL", "http://127.0.0.1:9/fhir")
     monkeypatch.delenv("FHIR_BRIDGE_NOTIFICATION_SECRET", raising=False)
-    get_settings.cache_clear()
-    get_runtime.cache_clear()
-    try:
-        assert main(["subscriptions", "create"]) == 2
-    finally:
-        get_settings.cache_clear()
-        get_runtime.cache_clear()
-    assert "FHIR_BRIDGE_NOTIFICATION_SECRET" in capsys.readouterr().err
+    with pytest.raises(SettingsError) as error:
+        load_settings(data_dir=tmp_path).require_notification_secret()
+    assert "FHIR_BRIDGE_NOTIFICATION_SECRET" in str(error.value)
+    assert "fhir-bridge migrate" in str(error.value)
+
+
+def test_the_data_folders_secret_is_used_when_the_variable_is_unset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("FHIR_BRIDGE_NOTIFICATION_SECRET", raising=False)
+    assert ensure_notification_secret(load_settings(data_dir=tmp_path))
+    secret = (tmp_path / "notification-secret").read_text()
+    assert load_settings(data_dir=tmp_path).require_notification_secret() == secret
+    assert stat.S_IMODE((tmp_path / "notification-secret").stat().st_mode) == 0o600
+
+
+def test_a_configured_secret_beats_the_data_folders(tmp_path: Path) -> None:
+    (tmp_path / "notification-secret").write_text("from-the-folder")
+    settings = load_settings(data_dir=tmp_path, notification_secret="from-the-vault")
+    assert settings.require_notification_secret() == "from-the-vault"
+    assert not ensure_notification_secret(settings)
+
+
+def test_database_broker_and_outbox_live_in_the_data_folder_unless_set() -> None:
+    settings = load_settings(data_dir=Path("/srv/fhir-bridge"))
+    assert settings.database_url == "sqlite:////srv/fhir-bridge/fhir-bridge.db"
+    assert settings.broker_dir == Path("/srv/fhir-bridge/broker")
+    assert settings.outbox_dir == Path("/srv/fhir-bridge/outbox")
+    own = load_settings(data_dir=Path("/srv/x"), database_url="postgresql://bridge@db/bridge")
+    assert own.database_url == "postgresql://bridge@db/bridge"
+
+
+def test_a_bad_database_url_is_one_line_naming_the_variable_without_echoing_it() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(database_url="postgres-at-db-host:5432 with p4ssw0rd")
+    assert "\n" not in str(error.value)
+    assert "FHIR_BRIDGE_DATABASE_URL" in str(error.value)
+    assert "p4ssw0rd" not in str(error.value)
+
+
+def test_log_levels_are_accepted_in_lower_case() -> None:
+    assert load_settings(log_level="debug").log_level == "DEBUG"
+
+
+def test_the_signing_algorithm_is_unset_by_default_so_the_key_decides() -> None:
+    assert load_settings().ehr_signing_alg is None

@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 
 from fhir_bridge.fhir.keys import generate_private_key, load_signing_key, public_jwks
+from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.settings import Settings
 from tests.support.bridge import BridgeProcesses
 from tests.support.databases import postgres_database
-from tests.support.ehr.process import EhrServer
 from tests.support.smtp import SmtpServer
 
 REDIS_BROKER = "redis://127.0.0.1:6379/2"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fhir_bridge.sandbox.process import DEV_TOKEN, EhrServer
 from tests.e2e.fixtures import appointment, patient
 from tests.e2e.harness import (
     NOTIFICATION_SECRET,
@@ -24,7 +25,6 @@ from tests.e2e.harness import (
 )
 from tests.support.bridge import BridgeProcesses
 from tests.support.databases import postgres_database
-from tests.support.ehr.process import DEV_TOKEN, EhrServer
 from tests.support.smtp import SmtpServer
 
 pytestmark = pytest.mark.integration

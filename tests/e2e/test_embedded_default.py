@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fhir_bridge.sandbox.process import EhrServer
 from tests.e2e.fixtures import appointment, patient
 from tests.e2e.harness import write_rules
 from tests.support.bridge import free_port
-from tests.support.ehr.process import EhrServer
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ import pytest
 import yaml
 
 from fhir_bridge.fhir.keys import generate_private_key, load_signing_key, public_jwks
+from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.settings import Settings
 from tests.e2e.fixtures import appointment
 from tests.e2e.harness import REDIS_BROKER, write_rules
 from tests.e2e.harness import wait_for as _wait_for
 from tests.support.bridge import BridgeProcesses
 from tests.support.databases import postgres_database
-from tests.support.ehr.process import EhrServer
 from tests.support.fake_twilio import FakeTwilio
 
 pytestmark = pytest.mark.integration

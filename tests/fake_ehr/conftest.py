@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.ehr import EhrServer
-from tests.support.ehr.receiver import NotificationReceiver
+from fhir_bridge.sandbox import EhrServer
+from fhir_bridge.sandbox.receiver import NotificationReceiver
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.ehr.subscription_model import (
+from fhir_bridge.sandbox.subscription_model import (
     FILTER_CRITERIA_URL,
     HEARTBEAT_PERIOD_URL,
     MEDPLUM_SECRET_URL,

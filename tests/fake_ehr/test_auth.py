@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from fhir_bridge.sandbox import EhrServer
 from tests.fake_ehr.samples import appointment
-from tests.support.ehr import EhrServer
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

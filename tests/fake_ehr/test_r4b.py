@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from fhir_bridge.sandbox import EhrServer
+from fhir_bridge.sandbox.receiver import NotificationReceiver
 from tests.fake_ehr.samples import appointment, patient, topic_subscription
-from tests.support.ehr import EhrServer
-from tests.support.ehr.receiver import NotificationReceiver
 
 pytestmark = pytest.mark.integration
 

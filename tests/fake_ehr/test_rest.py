@@ -6,8 +6,8 @@ import httpx
 import pytest
 from fhirclient.models.capabilitystatement import CapabilityStatement
 
+from fhir_bridge.sandbox import EhrServer
 from tests.fake_ehr.samples import EPIC_MRN_SYSTEM, appointment, patient
-from tests.support.ehr import EhrServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fhirclient.models.bundle import Bundle
 
+from fhir_bridge.sandbox import EhrServer
+from fhir_bridge.sandbox.receiver import NotificationReceiver
 from tests.fake_ehr.samples import appointment, classic_subscription, patient, topic_subscription
-from tests.support.ehr import EhrServer
-from tests.support.ehr.receiver import NotificationReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,13 @@ from fhir_bridge.api import twilio_webhooks
 from fhir_bridge.api.app import create_app
 from fhir_bridge.inbound.jobs import process_inbound_message
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.sandbox.process import DEV_TOKEN, EhrServer
 from fhir_bridge.settings import load_settings
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import LedgerEntry
 from tests.inbound.conftest import AUTH_TOKEN, NOW, PATIENT_PHONE, PATIENT_REF, PUBLIC_BASE
 from tests.inbound.doubles import RecordingSms
 from tests.support.databases import sqlite_database
-from tests.support.ehr.process import DEV_TOKEN, EhrServer
 
 NOTIFICATION_SECRET = "riverside-notification-secret-0c9f3b71d2"
 INBOUND_SYSTEM = "urn:fhir-bridge:inbound-sms"

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import PlannedMessage
 from tests.inbound.conftest import NOW, PATIENT_PHONE, PATIENT_REF, seed_reminder
 from tests.inbound.optout_world import OptOutWorld, open_world
-from tests.support.ehr.process import EhrServer
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pytest
 from channels.base import OutboundMessage
 from channels.smtp import SmtpEmailAdapter
 from fhir_bridge.optout import email_unsubscribe_links, email_unsubscribe_token
+from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import PlannedMessage
 from tests.inbound.conftest import NOW, PATIENT_REF, PUBLIC_BASE
 from tests.inbound.optout_world import INBOUND_SYSTEM, OptOutWorld, open_world
-from tests.support.ehr.process import EhrServer
 from tests.support.smtp import SmtpServer
 
 EMAIL = "camila.lopez@example.org"

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.sandbox.process import DEV_TOKEN, EhrServer
+from fhir_bridge.sandbox.receiver import NotificationReceiver
 from fhir_bridge.settings import load_settings
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import Subscription
 from tests.conftest import NOTIFICATION_SECRET
 from tests.support.databases import sqlite_database
-from tests.support.ehr.process import DEV_TOKEN, EhrServer
-from tests.support.ehr.receiver import NotificationReceiver
 
 CLOSED_BROKER = "redis://127.0.0.1:1/0"
 

@@ -10,13 +10,13 @@ from sqlalchemy import select
 from fhir_bridge import jobs
 from fhir_bridge.ingest.service import accept_notification
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.sandbox.process import EhrServer
+from fhir_bridge.sandbox.receiver import NotificationReceiver, ReceivedRequest
 from fhir_bridge.settings import SUBSCRIBED_TYPES
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import ResourceState, Subscription
 from fhir_bridge.sync import repository
 from fhir_bridge.sync.subscriptions import ensure_subscriptions
-from tests.support.ehr.process import EhrServer
-from tests.support.ehr.receiver import NotificationReceiver, ReceivedRequest
 
 WAIT_SECONDS = 10.0
 

@@ -11,10 +11,10 @@ from fhirclient.models.communication import Communication
 from fhir_bridge import jobs
 from fhir_bridge.outreach.communication import WritebackOptions, build_communication
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import PlannedMessage
 from tests.pipeline.messages import APPOINTMENT_REF, PATIENT_REF, planned_row
-from tests.support.ehr.process import EhrServer
 
 OPTIONS = WritebackOptions(
     identifier_system="urn:fhir-bridge:message-id",

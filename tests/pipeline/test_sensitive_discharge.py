@@ -17,11 +17,11 @@ from sqlalchemy import select
 
 from fhir_bridge import jobs
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import PlannedMessage
 from tests.pipeline.conftest import make_runtime
 from tests.pipeline.samples import patient
-from tests.support.ehr.process import EhrServer
 
 pytestmark = pytest.mark.integration
 

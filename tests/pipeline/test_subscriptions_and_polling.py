@@ -11,12 +11,12 @@ import pytest
 
 from fhir_bridge import jobs
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.sandbox.process import EhrServer
+from fhir_bridge.sandbox.receiver import NotificationReceiver
 from tests.pipeline.conftest import make_runtime
 from tests.pipeline.ehr_flow import create_subscriptions
 from tests.pipeline.samples import appointment, patient
 from tests.support.databases import sqlite_database
-from tests.support.ehr.process import EhrServer
-from tests.support.ehr.receiver import NotificationReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,8 @@ import pytest
 
 from fhir_bridge import jobs
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.sandbox.process import EhrServer
+from fhir_bridge.sandbox.receiver import NotificationReceiver
 from fhir_bridge.store.db import transaction
 from fhir_bridge.sync.service import apply_resource, fetch_and_apply
 from tests.pipeline.ehr_flow import (
@@ -27,8 +29,6 @@ from tests.pipeline.ehr_flow import (
     wait_until_active,
 )
 from tests.pipeline.samples import appointment, patient
-from tests.support.ehr.process import EhrServer
-from tests.support.ehr.receiver import NotificationReceiver
 
 pytestmark = pytest.mark.integration
 

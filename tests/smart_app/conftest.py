@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_bridge.api.app import create_app
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.sandbox import EhrServer
+from fhir_bridge.sandbox.process import DEV_TOKEN
 from fhir_bridge.settings import load_settings
 from smart_app.launch import LaunchContext
 from smart_app.security import SESSION_COOKIE
@@ -21,8 +23,6 @@ from smart_app.sessions import StaffSession
 from smart_app.state import smart_state
 from tests.smart_app.records import PATIENT_ID, PRACTITIONER_ID, email_consent, patient_resource
 from tests.support.databases import sqlite_database
-from tests.support.ehr import EhrServer
-from tests.support.ehr.process import DEV_TOKEN
 
 NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 CLIENT_ID = "fhir-bridge-staff-test"

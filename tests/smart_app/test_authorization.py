@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from fhir_bridge.sandbox import EhrServer
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import PlannedMessage, StaffInboxItem
 from tests.smart_app.conftest import NOW, PanelApp
 from tests.smart_app.records import OTHER_PATIENT_ID, PATIENT_ID, seed_messages
-from tests.support.ehr import EhrServer
 
 
 def test_panel_without_a_session_asks_to_launch_from_the_chart(panel: PanelApp) -> None:

@@ -15,13 +15,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from fhir_bridge.sandbox import EhrServer
 from fhir_bridge.store.db import make_engine, make_session_factory, transaction
 from fhir_bridge.store.migrate import upgrade
 from fhir_bridge.store.models import LedgerEntry, PlannedMessage
 from tests.smart_app.conftest import CLIENT_ID
 from tests.smart_app.records import PATIENT_ID, PRACTITIONER_ID, SENT_TEXT, seed_messages
 from tests.support.bridge import BridgeProcesses
-from tests.support.ehr import EhrServer
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"

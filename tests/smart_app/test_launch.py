@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from fhir_bridge.sandbox import EhrServer
 from smart_app.config import SmartAppConfig
 from smart_app.errors import LaunchRefused, TokenExchangeFailed
 from smart_app.launch import (
@@ -17,7 +18,6 @@ from smart_app.launch import (
 from smart_app.security import LAUNCH_COOKIE, SESSION_COOKIE
 from tests.smart_app.conftest import CLIENT_ID, PanelApp
 from tests.smart_app.records import PATIENT_ID, PRACTITIONER_ID
-from tests.support.ehr import EhrServer
 
 CONFIG = SmartAppConfig(
     iss="https://ehr.example.org/fhir",

@@ -178,6 +178,12 @@ class FakeTwilio:
         async def list_messages(account_sid: str, request: Request) -> Response:
             return self._authorised(account_sid, request) or self._list(request)
 
+        @app.get(API_PREFIX + "/{account_sid}.json")
+        async def fetch_account(account_sid: str, request: Request) -> Response:
+            denied = self._authorised(account_sid, request)
+            body = {"sid": account_sid, "status": "active", "type": "Full"}
+            return denied or JSONResponse(body)
+
         @app.get(messages_path + "/{sid}.json")
         async def fetch_message(account_sid: str, sid: str, request: Request) -> Response:
             denied = self._authorised(account_sid, request)

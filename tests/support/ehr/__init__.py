@@ -1,19 +1,12 @@
-"""A fake FHIR R4 EHR (HAPI/Epic/Medplum habits included) run as a process for integration tests.
+"""The fake EHR moved into the product as :mod:`fhir_bridge.sandbox` (``fhir-bridge sandbox``).
 
-Typical use::
-
-    with EhrServer() as ehr, NotificationReceiver() as endpoint:
-        ehr.create(subscription_pointing_at(endpoint.url))
-        ehr.create(appointment)
-        endpoint.wait_for(2)  # handshake + event-notification
-
-`EhrServer` (process.py) starts `python -m tests.support.ehr` on a free loopback port;
-`NotificationReceiver` (receiver.py) is a recording HTTP endpoint for notifications.
-Admin knobs (chaos, settings, forced errors, delivery log, stats) live under `/_admin`.
+This package stays so older imports (``tests.support.ehr``, ``tests.support.ehr.process``,
+…) and ``python -m tests.support.ehr`` keep working; each submodule is an alias of the
+sandbox's own module (same classes, same private names).
 """
 
-from tests.support.ehr.process import EhrRequestError, EhrServer, EhrServerError
-from tests.support.ehr.receiver import NotificationReceiver, ReceivedRequest
+from fhir_bridge.sandbox.process import EhrRequestError, EhrServer, EhrServerError
+from fhir_bridge.sandbox.receiver import NotificationReceiver, ReceivedRequest
 
 __all__ = [
     "EhrRequestError",

@@ -1,47 +1,6 @@
-"""Run the fake EHR: `python -m tests.support.ehr --host 127.0.0.1 --port 8080`."""
+"""``python -m tests.support.ehr``: the same as ``python -m fhir_bridge.sandbox``."""
 
-from __future__ import annotations
-
-import argparse
-import logging
-
-import uvicorn
-
-from tests.support.ehr.app import create_app
-from tests.support.ehr.state import ServerConfig
-
-
-def _parse_args(argv: list[str] | None) -> ServerConfig:
-    parser = argparse.ArgumentParser(prog="python -m tests.support.ehr", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--fhir-version", choices=("R4", "R4B"), default="R4")
-    parser.add_argument("--static-token", default="dev-token")
-    parser.add_argument("--supports-events", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--max-delivery-failures", type=int, default=3)
-    args = parser.parse_args(argv)
-    return ServerConfig(
-        host=args.host,
-        port=args.port,
-        fhir_version=args.fhir_version,
-        static_token=args.static_token,
-        supports_events=args.supports_events,
-        max_delivery_failures=args.max_delivery_failures,
-    )
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Serve until terminated; access logs are off because URLs may carry identifiers."""
-    config = _parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    uvicorn.run(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        log_level="warning",
-        access_log=False,
-    )
-
+from fhir_bridge.sandbox.__main__ import main
 
 if __name__ == "__main__":
     main()
