@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 import html
 from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
 
 from rules.templates import with_unsubscribe_line
 
@@ -59,6 +61,24 @@ class OutboundMessage:
 
 
 @dataclass(frozen=True)
+class SentRecord:
+    """What our own send ledger (the database row) says was handed to a provider.
+
+    Reconciliation after a crash matches the provider's records against these facts, never
+    against a cache: ``to`` and ``text`` exactly as sent, and the window in which any attempt
+    of this message can have started (``not_before`` .. ``not_after``, timezone-aware).
+    ``provider_message_id`` is set when our own records already name the provider's id.
+    """
+
+    message_id: str
+    to: str
+    text: str
+    not_before: datetime
+    not_after: datetime
+    provider_message_id: str | None = None
+
+
+@dataclass(frozen=True)
 class SendReceipt:
     """What the provider told us when it accepted the message."""
 
@@ -79,7 +99,11 @@ class ChannelError(Exception):
 
 
 class TransientChannelError(ChannelError):
-    """Worth retrying later: timeouts, 429, 5xx, connection refused."""
+    """Worth retrying later: timeouts, 429, 5xx, connection refused.
+
+    Adapters try once and raise this; the caller's lease-and-requeue loop is the only retry
+    layer. ``retry_after`` is the provider's own hint in seconds (``Retry-After``), or None.
+    """
 
     retryable = True
 
@@ -101,11 +125,29 @@ class ChannelAdapter(abc.ABC):
 
     provider: str
     channel: str
+    resend_is_safe: ClassVar[bool] = False
+    """True when sending the same message again cannot put a second copy in front of the
+    recipient (the outbox dedupes by id; email carries a Message-ID derived from our id,
+    which mail systems collapse duplicates on). Reconciliation then resends after a crash
+    instead of leaving the outcome ``unknown``."""
 
     @abc.abstractmethod
     def send(self, message: OutboundMessage) -> SendReceipt:
-        """Hand the message to the provider; raise a :class:`ChannelError` on failure."""
+        """Hand the message to the provider once; raise a :class:`ChannelError` on failure.
 
-    def find_sent(self, message_id: str) -> SendReceipt | None:
-        """Look up a message by our id after a crash, where the provider allows it."""
+        Never retries internally: a :class:`TransientChannelError` goes back to the caller.
+        """
+
+    def find_sent(self, message_id: str, record: SentRecord | None = None) -> SendReceipt | None:
+        """Look up an earlier send after a crash, where the provider allows it.
+
+        ``record`` is what our ledger row holds; adapters that can search the provider match
+        on it. None means "the lookup succeeded and found nothing"; a lookup that could not
+        be made raises :class:`TransientChannelError` (the caller must not resend then).
+        """
         return None
+
+    @classmethod
+    def can_look_up(cls) -> bool:
+        """Whether this adapter can ask its provider what it sent (overrides ``find_sent``)."""
+        return cls.find_sent is not ChannelAdapter.find_sent

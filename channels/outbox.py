@@ -24,6 +24,7 @@ from channels.base import (
     OutboundMessage,
     PermanentChannelError,
     SendReceipt,
+    SentRecord,
     TransientChannelError,
 )
 
@@ -36,6 +37,7 @@ class OutboxAdapter(ChannelAdapter):
     """Write messages for one channel ("sms" or "email") to a JSON-lines file."""
 
     provider = "outbox"
+    resend_is_safe = True
 
     def __init__(self, *, path: str | Path, channel: str) -> None:
         """``path`` is the JSON-lines file; its directory is created on first send."""
@@ -51,8 +53,10 @@ class OutboxAdapter(ChannelAdapter):
         if message.channel != self.channel:
             raise PermanentChannelError("channel-mismatch", reason="rejected")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a+b") as outbox:
+            # Message bodies are PHI: a 0700 folder and a 0600 file from the first byte.
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a+b") as outbox:
                 fcntl.flock(outbox, fcntl.LOCK_EX)
                 self._catch_up(outbox)
                 existing = self._receipts.get(message.message_id)
@@ -65,7 +69,7 @@ class OutboxAdapter(ChannelAdapter):
         logger.info("outbox wrote message_id=%s", message.message_id)
         return receipt
 
-    def find_sent(self, message_id: str) -> SendReceipt | None:
+    def find_sent(self, message_id: str, record: SentRecord | None = None) -> SendReceipt | None:
         """Return the receipt of an earlier send of ``message_id``, if the outbox has one."""
         if not self.path.exists():
             return None

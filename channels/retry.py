@@ -1,49 +1,51 @@
-"""Bounded exponential backoff with full jitter for provider calls.
+"""One retry layer: adapters try once, the delivery lease-and-requeue loop retries.
 
-Retrying inside an adapter absorbs the short blips (a 429 burst, a 503 during a provider
-deploy) without bouncing the message back through the pipeline's slower retry queue. The
-attempts are bounded so a real outage still surfaces quickly as a TransientChannelError.
-Randomness and sleeping are injectable so tests are deterministic and instant.
+A provider call is never retried inside an adapter. Retrying there (sleeping between tries)
+stacked on top of the pipeline's own retries multiplied the calls per message and held a
+worker slot while it slept. Instead an adapter raises
+:class:`~channels.base.TransientChannelError` carrying the provider's hint of when to come
+back (``retry_after``, from ``Retry-After``), and the caller requeues the message with a
+lease that honours it.
 """
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 Sleep = Callable[[float], None]
+"""An injectable ``time.sleep`` (the rate limiter's wait for a token)."""
+
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""A provider hint beyond this is capped: the requeue loop still comes back within an hour."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How many times to try and how long to wait between tries.
+def retry_after_seconds(header: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait according to an HTTP ``Retry-After`` value, or None if absent/unusable.
 
-    Delay before retry ``n`` (1-based) is uniform in ``[0, min(max_delay, base * 2**(n-1))]``
-    ("full jitter"), so many workers hitting the same 429 do not retry in lockstep. A
-    provider-supplied ``Retry-After`` raises the floor of the delay, capped at ``max_delay``.
+    RFC 9110 allows delay-seconds (``"120"``) or an HTTP-date; a date in the past means 0.
     """
-
-    max_attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    sleep: Sleep = field(default=time.sleep, compare=False)
-    jitter: Callable[[float, float], float] = field(default=random.uniform, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("delays must not be negative")
-
-    def delay_before_retry(self, retry_number: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry ``retry_number`` (1 = the first retry)."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
-        delay = self.jitter(0.0, ceiling)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_delay))
-        return delay
+    if header is None:
+        return None
+    value = header.strip()
+    if not value:
+        return None
+    seconds: float | None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = _seconds_until(value, now or datetime.now(UTC))
+    if seconds is None or seconds != seconds:  # unparseable or NaN
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
-NO_RETRY = RetryPolicy(max_attempts=1)
+def _seconds_until(http_date: str, now: datetime) -> float | None:
+    try:
+        moment = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - now).total_seconds()

@@ -1,22 +1,30 @@
-"""Durable notes of "about to send" / "provider accepted as X", for crash reconciliation.
+"""Notes of "about to send" / "provider accepted as X": a cache that speeds up reconciliation.
 
 Twilio's Messages API has no idempotency key: if a worker dies between POSTing a message and
-recording the returned SID, a naive retry texts the patient twice. So before each create the
-adapter records an *intent* (our message id, recipient, a SHA-256 of the body, the time), and
-after acceptance the provider id. ``find_sent`` then either has the SID outright or can
-search the provider for a message that matches the intent. Entries expire after a few days;
-the recipient is stored (needed for the provider search) but the body is only hashed.
+recording the returned SID, a naive retry texts the patient twice. Before each create the
+adapter notes an *intent* (our message id, recipient, a SHA-256 of the body, the time), and
+after acceptance the provider id, so a lookup can fetch the SID directly.
+
+The journal is **not** the record. The database row (``sending``, with address, text and
+time) is the send ledger; reconciliation searches the provider by what the row holds, so a
+journal that forgot an entry (Redis restarted empty, evicted, failed over) never turns into
+"not sent". Accordingly journal errors are swallowed and logged: a Redis outage must not
+stop a send. Entries expire after a few days; the recipient is stored but the body is only
+hashed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import redis
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class InMemorySendJournal:
 
 
 class RedisSendJournal:
-    """Journal shared by all workers and surviving restarts, one Redis hash per message."""
+    """Journal shared by all workers, one Redis key per message; best effort (a cache)."""
 
     def __init__(
         self,
@@ -93,10 +101,13 @@ class RedisSendJournal:
         self._ttl_seconds = ttl_seconds
 
     def record_intent(self, intent: SendIntent) -> None:
-        """Store the intent with an expiry."""
-        self._redis.set(
-            self._key(intent.message_id), json.dumps(asdict(intent)), ex=self._ttl_seconds
-        )
+        """Store the intent with an expiry; a Redis failure is logged, not raised."""
+        try:
+            self._redis.set(
+                self._key(intent.message_id), json.dumps(asdict(intent)), ex=self._ttl_seconds
+            )
+        except redis.RedisError as failed:
+            _log_unavailable("record", intent.message_id, failed)
 
     def record_accepted(self, message_id: str, provider_message_id: str) -> None:
         """Attach the provider id, keeping the rest of the intent."""
@@ -105,11 +116,27 @@ class RedisSendJournal:
             self.record_intent(replace(intent, provider_message_id=provider_message_id))
 
     def get(self, message_id: str) -> SendIntent | None:
-        """Load the intent, or None if unknown or expired."""
-        raw = self._redis.get(self._key(message_id))
+        """Load the intent, or None if unknown, expired, unreadable or Redis is unavailable."""
+        try:
+            raw = self._redis.get(self._key(message_id))
+        except redis.RedisError as failed:
+            _log_unavailable("read", message_id, failed)
+            return None
         if raw is None:
             return None
-        return SendIntent(**json.loads(raw))
+        try:
+            return SendIntent(**json.loads(raw))
+        except (ValueError, TypeError):
+            return None
 
     def _key(self, message_id: str) -> str:
         return self._prefix + message_id
+
+
+def _log_unavailable(operation: str, message_id: str, failed: Exception) -> None:
+    logger.warning(
+        "send journal unavailable operation=%s message_id=%s error=%s",
+        operation,
+        message_id,
+        type(failed).__name__,
+    )

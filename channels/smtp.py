@@ -5,6 +5,15 @@ through plain :mod:`smtplib`. Server replies are mapped onto the channel contrac
 connection problems are transient, a refused recipient is a permanent bad address, a failed
 login is a permanent rejection. Server reply text is never put into errors or logs because
 relays echo the recipient address back.
+
+**Never lost, at most one copy.** Every email carries a ``Message-ID`` derived from our
+message id and the sender's domain (``<{message_id}@{domain of FROM}>``), the same on every
+attempt. SMTP cannot be asked what it delivered, so after a crash mid-send (a row left in
+``sending``) the message is sent again with that same Message-ID instead of being written
+off: receiving systems that suppress duplicates (Gmail, Cyrus ``duplicatesuppression``,
+Sieve ``duplicate``, ``formail -D``) keep one copy, and with any other the patient gets a
+second identical email rather than none. The adapter tries once per call; retrying is the
+delivery loop's job.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from email import policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, parseaddr
 from typing import Literal
 
 from channels.base import (
@@ -33,27 +42,49 @@ logger = logging.getLogger(__name__)
 
 SmtpSecurity = Literal["none", "starttls", "tls"]
 
-MESSAGE_ID_DOMAIN = "fhir-bridge"
+MESSAGE_ID_DOMAIN = "fhir-bridge.invalid"
+"""Right-hand side of the Message-ID when the sender address has no usable domain."""
 BRIDGE_ID_HEADER = "X-FHIR-Bridge-Message-Id"
 LIST_UNSUBSCRIBE_HEADER = "List-Unsubscribe"
 LIST_UNSUBSCRIBE_POST_HEADER = "List-Unsubscribe-Post"
 ONE_CLICK = "List-Unsubscribe=One-Click"
 _NOT_DOT_ATOM = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 _URI_UNSAFE = re.compile(r"[\s<>,\"]")
+_DOMAIN = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 # A signed unsubscribe URL is one long word: folded at the usual 78 columns, Python would
 # turn it into RFC 2047 encoded-words, which mail clients do not decode in List-Unsubscribe.
 # 998 is RFC 5322's hard line limit, so nothing long enough to matter needs folding.
 _POLICY = policy.default.clone(max_line_length=998)
 
 
-def message_id_header(message_id: str) -> str:
-    """Return the RFC 5322 Message-ID we use for ``message_id``.
+def message_id_header(message_id: str, domain: str = MESSAGE_ID_DOMAIN) -> str:
+    """Return the RFC 5322 Message-ID we use for ``message_id``: ``<{message_id}@{domain}>``.
 
-    Deterministic, so a retried send carries the same Message-ID and downstream systems
-    (and our own reconciliation) can recognise the duplicate.
+    Deterministic, so a resent email carries the same Message-ID and receiving systems
+    collapse the duplicate. Characters outside dot-atom are escaped as ``=XX``.
     """
     left = _NOT_DOT_ATOM.sub(lambda match: f"={ord(match.group()):02X}", message_id)
-    return f"<{left.strip('.') or 'empty'}@{MESSAGE_ID_DOMAIN}>"
+    left = re.sub(r"\.{2,}", ".", left).strip(".") or "empty"
+    return f"<{left}@{domain}>"
+
+
+def sender_domain(from_address: str) -> str:
+    """The domain of the sender address (``"Clinic <a@b.org>"`` → ``b.org``), lower-cased.
+
+    Falls back to :data:`MESSAGE_ID_DOMAIN` when the address has no valid DNS domain.
+    """
+    _name, address = parseaddr(from_address)
+    _local, at, domain = address.rpartition("@")
+    domain = domain.strip().lower().rstrip(".")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return MESSAGE_ID_DOMAIN
+    if not at or not domain or len(domain) > 253 or not _DOMAIN.match(domain):
+        return MESSAGE_ID_DOMAIN
+    return domain
 
 
 class SmtpEmailAdapter(ChannelAdapter):
@@ -61,6 +92,7 @@ class SmtpEmailAdapter(ChannelAdapter):
 
     provider = "smtp"
     channel = "email"
+    resend_is_safe = True
 
     def __init__(
         self,
@@ -87,7 +119,11 @@ class SmtpEmailAdapter(ChannelAdapter):
         self.ssl_context = ssl_context
 
     def send(self, message: OutboundMessage) -> SendReceipt:
-        """Deliver one email; the receipt's provider id is the deterministic Message-ID."""
+        """Deliver one email in one SMTP session; the receipt's id is the Message-ID.
+
+        A 4xx reply, timeout or broken connection raises :class:`TransientChannelError`
+        (the delivery loop resends later, with the same Message-ID).
+        """
         if message.channel != self.channel:
             raise PermanentChannelError("channel-mismatch", reason="rejected")
         if message.list_unsubscribe is None:
@@ -141,7 +177,9 @@ class SmtpEmailAdapter(ChannelAdapter):
         email["From"] = self.from_address
         email["Subject"] = " ".join((message.subject or "").split())
         email["Date"] = formatdate(localtime=False, usegmt=True)
-        email["Message-ID"] = message_id_header(message.message_id)
+        email["Message-ID"] = message_id_header(
+            message.message_id, sender_domain(self.from_address)
+        )
         email[BRIDGE_ID_HEADER] = message.message_id
         links = message.list_unsubscribe
         if links is not None:

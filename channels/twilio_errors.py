@@ -11,6 +11,7 @@ from __future__ import annotations
 import httpx
 
 from channels.base import ChannelError, PermanentChannelError, TransientChannelError
+from channels.retry import retry_after_seconds
 
 UNSUBSCRIBED_CODES = frozenset({21610})
 INVALID_ADDRESS_CODES = frozenset({21211, 21401, 21407, 21612, 21614})
@@ -33,7 +34,9 @@ def error_from_response(response: httpx.Response) -> ChannelError:
     detail = f"http {response.status_code}"
     if response.status_code == 429 or response.status_code >= 500 or code in TRANSIENT_CODES:
         return TransientChannelError(
-            code_text, detail=detail, retry_after=_retry_after_seconds(response)
+            code_text,
+            detail=detail,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
     return PermanentChannelError(code_text, reason=permanent_reason(code), detail=detail)
 
@@ -49,13 +52,3 @@ def _twilio_code(response: httpx.Response) -> int | None:
     if isinstance(code, str) and code.isdigit():
         return int(code)
     return None
-
-
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    header = response.headers.get("Retry-After")
-    if header is None:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        return None

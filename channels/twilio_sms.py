@@ -1,24 +1,32 @@
 """SMS through Twilio's Programmable Messaging REST API, using plain httpx.
 
 We call ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` directly instead of using the
-twilio SDK: it is one form-encoded request, and owning it lets us control retries, rate
-limiting, timeouts and what gets logged (ids and error codes only, never numbers or text).
+twilio SDK: it is one form-encoded request, and owning it lets us control timeouts, rate
+limiting and what gets logged (ids and error codes only, never numbers or text).
 
-Duplicate protection (Twilio has no idempotency key):
+**One try per call.** ``send`` POSTs once. A 429/5xx/timeout raises
+:class:`~channels.base.TransientChannelError` (with ``retry_after`` from ``Retry-After``);
+the delivery lease-and-requeue loop is the only retry layer.
 
-* Before each create, a :class:`~channels.send_journal.SendIntent` (our id, recipient, body
-  hash, time) is written to the journal; after acceptance the SID is added.
+**Duplicate protection** (Twilio has no idempotency key). The database row is the send
+ledger; everything here only serves to recognise a message Twilio already has:
+
+* ``find_sent(message_id, record)`` reconciles a row left in ``sending`` by what the row
+  holds (:class:`~channels.base.SentRecord`: recipient, text, time window). It lists
+  Messages filtered by ``To`` (and ``From``) and ``DateSent>`` = the window's first day and
+  matches an outbound message with the same body created inside the window; then, because a
+  message still queued at Twilio has no ``date_sent`` yet (or was sent between the two
+  queries), it reads the newest Messages to that number without the date filter, back to
+  the window's start. Found → the receipt; the lookup succeeded and found
+  nothing → None (safe to resend); the lookup failed → ``TransientChannelError`` (defer).
+* The journal (:mod:`channels.send_journal`) is a cache: an intent is noted before each
+  create and the SID after acceptance, so a known SID is fetched directly. A journal that
+  forgot (Redis restarted empty) only makes the lookup slower, never "not sent".
 * Our message id travels in the StatusCallback URL query (``bridge_message_id``), so every
   status callback can be tied to our message even if we crashed before storing the SID.
-* ``find_sent`` returns the journalled SID, or else lists recent Messages filtered by To (and
-  From) and matches an outbound message with the same body hash created after the intent.
-  We do not filter on DateSent: a message still queued at Twilio has no date_sent yet.
-* An ambiguous failure (timeout or 5xx after the request went out) is reconciled the same way
-  before retrying, so a slow-but-successful create is not sent twice.
-* ``send`` of a message id the journal already knows returns the earlier receipt.
-
-The journal must be shared and durable (``RedisSendJournal``) for this to survive a crash;
-with the in-memory default, ``find_sent`` in a restarted process returns None.
+* An ambiguous failure (timeout or 5xx after the request went out) is looked up once before
+  raising, and a later ``send`` of a message id the journal knows looks the earlier attempt
+  up first, so a slow-but-successful create is not sent twice.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -38,10 +47,10 @@ from channels.base import (
     OutboundMessage,
     PermanentChannelError,
     SendReceipt,
+    SentRecord,
     TransientChannelError,
 )
 from channels.ratelimit import NoLimit, RateLimiter, RateLimitTimeoutError
-from channels.retry import RetryPolicy
 from channels.send_journal import InMemorySendJournal, SendIntent, SendJournal
 from channels.twilio_errors import error_from_response, permanent_reason
 
@@ -53,7 +62,7 @@ FAILED_STATUSES = frozenset({"failed", "undelivered", "canceled"})
 
 
 class TwilioSmsAdapter(ChannelAdapter):
-    """Send SMS via Twilio, with in-adapter backoff, shared rate limiting and reconciliation."""
+    """Send SMS via Twilio (one try per call), with shared rate limiting and reconciliation."""
 
     provider = "twilio"
     channel = "sms"
@@ -69,7 +78,6 @@ class TwilioSmsAdapter(ChannelAdapter):
         status_callback_url: str | None = None,
         rate_limiter: RateLimiter | None = None,
         timeout: float = 10,
-        retry: RetryPolicy | None = None,
         journal: SendJournal | None = None,
         rate_limit_timeout: float = 30.0,
         reconcile_skew_seconds: float = 300.0,
@@ -77,8 +85,9 @@ class TwilioSmsAdapter(ChannelAdapter):
     ) -> None:
         """Configure the account; one of ``from_number``/``messaging_service_sid`` is required.
 
-        ``journal`` should be a shared, durable one (Redis) in production so ``find_sent``
-        works after a crash; the default in-memory journal only helps within one process.
+        ``journal`` (Redis in production) lets a lookup fetch a known SID directly; without
+        it reconciliation still works from the caller's :class:`SentRecord`.
+        ``reconcile_skew_seconds`` widens the time window for clock differences with Twilio.
         """
         if not from_number and not messaging_service_sid:
             raise ValueError("either from_number or messaging_service_sid is required")
@@ -87,7 +96,6 @@ class TwilioSmsAdapter(ChannelAdapter):
         self.messaging_service_sid = messaging_service_sid
         self.status_callback_url = status_callback_url
         self.rate_limiter: RateLimiter = rate_limiter or NoLimit()
-        self.retry = retry or RetryPolicy()
         self.journal: SendJournal = journal or InMemorySendJournal()
         self.rate_limit_timeout = rate_limit_timeout
         self.reconcile_skew_seconds = reconcile_skew_seconds
@@ -105,10 +113,10 @@ class TwilioSmsAdapter(ChannelAdapter):
         self._client.close()
 
     def send(self, message: OutboundMessage) -> SendReceipt:
-        """Create the message at Twilio, retrying transient failures with backoff.
+        """Create the message at Twilio with one POST; raise on failure (no retries here).
 
-        Idempotent by ``message_id`` as far as the journal allows: a message already accepted
-        is not created again, and a send interrupted by a crash is reconciled first.
+        A message id the journal already knows is looked up first, so an earlier attempt
+        that reached Twilio is returned instead of texting the patient again.
         """
         if message.channel != self.channel:
             raise PermanentChannelError("channel-mismatch", reason="rejected")
@@ -123,41 +131,49 @@ class TwilioSmsAdapter(ChannelAdapter):
             body_sha256=SendIntent.body_digest(message.text),
             started_at=previous.started_at if previous is not None else time.time(),
         )
+        self._wait_for_rate_limit()
         self.journal.record_intent(intent)
-        form = self._create_form(message)
-        attempt = 1
-        while True:
-            self._wait_for_rate_limit()
-            outcome, ambiguous = self._attempt_create(form, message.message_id, attempt)
-            if isinstance(outcome, SendReceipt):
-                return outcome
-            if attempt >= self.retry.max_attempts:
-                logger.warning(
-                    "twilio send gave up message_id=%s code=%s attempts=%d",
-                    message.message_id,
-                    outcome.code,
-                    attempt,
-                )
-                raise outcome
-            if ambiguous:
-                found = self._reconcile_quietly(intent)
-                if found is not None:
-                    return found
-            self.retry.sleep(self.retry.delay_before_retry(attempt, outcome.retry_after))
-            attempt += 1
+        outcome, ambiguous = self._attempt_create(self._create_form(message), message.message_id)
+        if isinstance(outcome, SendReceipt):
+            return outcome
+        if ambiguous:
+            found = self._reconcile_quietly(intent)
+            if found is not None:
+                return found
+        logger.warning(
+            "twilio send failed; the caller retries message_id=%s code=%s",
+            message.message_id,
+            outcome.code,
+        )
+        raise outcome
 
-    def find_sent(self, message_id: str) -> SendReceipt | None:
-        """Return the receipt of an earlier create of ``message_id``, or None if none happened.
+    def find_sent(self, message_id: str, record: SentRecord | None = None) -> SendReceipt | None:
+        """Return the receipt of an earlier create of the message, or None if Twilio has none.
 
-        Raises :class:`TransientChannelError` if Twilio cannot be asked right now (the caller
-        must not assume "not sent" in that case).
+        With ``record`` (what our ledger row holds) Twilio is searched by recipient, text and
+        time window whatever the journal remembers. Without it only a journalled intent can
+        be looked up. Raises :class:`TransientChannelError` if Twilio cannot be asked right
+        now: the caller must not assume "not sent" then.
         """
         intent = self.journal.get(message_id)
-        if intent is None:
-            return None
-        if intent.provider_message_id is not None:
-            return self._fetch_receipt(intent.provider_message_id)
-        return self._search_provider(intent)
+        known_sid = (record.provider_message_id if record is not None else None) or (
+            intent.provider_message_id if intent is not None else None
+        )
+        if known_sid is not None:
+            receipt = self._fetch_if_exists(known_sid)
+            if receipt is not None:
+                return receipt
+        if record is not None:
+            return self._search_provider(
+                message_id,
+                to=record.to,
+                body_sha256=SendIntent.body_digest(record.text),
+                not_before=record.not_before.timestamp(),
+                not_after=record.not_after.timestamp(),
+            )
+        if intent is not None:
+            return self._search_intent(intent)
+        return None
 
     def callback_url_for(self, message: OutboundMessage) -> str | None:
         """StatusCallback URL for ``message``, carrying our message id in the query."""
@@ -170,10 +186,14 @@ class TwilioSmsAdapter(ChannelAdapter):
         return urlunsplit(parts._replace(query=urlencode(query)))
 
     def _earlier_send(self, previous: SendIntent) -> SendReceipt | None:
-        """Receipt of an earlier attempt of the same message that reached Twilio, if any."""
+        """Receipt of an earlier attempt of the same message that reached Twilio, if any.
+
+        Raises :class:`TransientChannelError` when Twilio cannot be asked: sending blind
+        after an attempt whose outcome we do not know could text the patient twice.
+        """
         sid = previous.provider_message_id
         if sid is None:
-            return self._reconcile_quietly(previous)
+            return self._search_intent(previous)
         logger.info("twilio duplicate send skipped message_id=%s sid=%s", previous.message_id, sid)
         try:
             return self._fetch_receipt(sid)
@@ -200,7 +220,7 @@ class TwilioSmsAdapter(ChannelAdapter):
             ) from None
 
     def _attempt_create(
-        self, form: dict[str, str], message_id: str, attempt: int
+        self, form: dict[str, str], message_id: str
     ) -> tuple[SendReceipt, bool] | tuple[TransientChannelError, bool]:
         """One POST. Returns (receipt, False) or (transient error, whether it is ambiguous)."""
         try:
@@ -217,9 +237,8 @@ class TwilioSmsAdapter(ChannelAdapter):
             return receipt, False
         failure = error_from_response(response)
         logger.info(
-            "twilio create failed message_id=%s attempt=%d http=%d code=%s",
+            "twilio create failed message_id=%s http=%d code=%s",
             message_id,
-            attempt,
             response.status_code,
             failure.code,
         )
@@ -248,9 +267,17 @@ class TwilioSmsAdapter(ChannelAdapter):
         status = str(resource.get("status") or "accepted")
         return SendReceipt(provider=self.provider, provider_message_id=sid, status=status)
 
+    def _fetch_if_exists(self, sid: str) -> SendReceipt | None:
+        """The receipt for ``sid``; None if Twilio does not know it (a stale hint)."""
+        try:
+            return self._fetch_receipt(sid)
+        except PermanentChannelError:
+            logger.info("twilio sid hint not found sid=%s", sid)
+            return None
+
     def _reconcile_quietly(self, intent: SendIntent) -> SendReceipt | None:
         try:
-            return self._search_provider(intent)
+            return self._search_intent(intent)
         except ChannelError as lookup_failed:
             logger.info(
                 "twilio reconcile skipped message_id=%s code=%s",
@@ -259,36 +286,66 @@ class TwilioSmsAdapter(ChannelAdapter):
             )
             return None
 
-    def _search_provider(self, intent: SendIntent) -> SendReceipt | None:
-        cutoff = intent.started_at - self.reconcile_skew_seconds
-        for resource in self._recent_messages(intent.to):
-            created = _created_epoch(resource)
-            if created is not None and created < cutoff:
+    def _search_intent(self, intent: SendIntent) -> SendReceipt | None:
+        return self._search_provider(
+            intent.message_id,
+            to=intent.to,
+            body_sha256=intent.body_sha256,
+            not_before=intent.started_at,
+            not_after=None,
+        )
+
+    def _search_provider(
+        self,
+        message_id: str,
+        *,
+        to: str,
+        body_sha256: str,
+        not_before: float,
+        not_after: float | None,
+    ) -> SendReceipt | None:
+        """Find our message in Twilio's list: by To and DateSent, then among unsent ones."""
+        earliest = not_before - self.reconcile_skew_seconds
+        latest = None if not_after is None else not_after + self.reconcile_skew_seconds
+        first_day = datetime.fromtimestamp(earliest, UTC).date().isoformat()
+        sent_since = {**self._list_filter(to), "DateSent>": first_day}
+        for resource in self._messages(sent_since):
+            if _matches(resource, to, body_sha256, earliest, latest):
+                return self._found(message_id, resource)
+        for resource in self._messages(self._list_filter(to)):
+            if _matches(resource, to, body_sha256, earliest, latest):
+                return self._found(message_id, resource)
+            if _entirely_before(resource, earliest):
                 break
-            if _matches(resource, intent):
-                sid = str(resource["sid"])
-                self.journal.record_accepted(intent.message_id, sid)
-                logger.info("twilio reconciled message_id=%s sid=%s", intent.message_id, sid)
-                return SendReceipt(
-                    provider=self.provider,
-                    provider_message_id=sid,
-                    status=str(resource.get("status") or "accepted"),
-                )
         return None
 
-    def _recent_messages(self, to: str) -> Iterator[dict[str, Any]]:
-        """Messages to ``to`` (from our sender), newest first, a bounded number of pages."""
-        params: dict[str, str] | None = {"To": to, "PageSize": "50"}
-        if self.from_number and params is not None:
+    def _found(self, message_id: str, resource: dict[str, Any]) -> SendReceipt:
+        sid = str(resource["sid"])
+        self.journal.record_accepted(message_id, sid)
+        logger.info("twilio reconciled message_id=%s sid=%s", message_id, sid)
+        return SendReceipt(
+            provider=self.provider,
+            provider_message_id=sid,
+            status=str(resource.get("status") or "accepted"),
+        )
+
+    def _list_filter(self, to: str) -> dict[str, str]:
+        params = {"To": to, "PageSize": "50"}
+        if self.from_number and not self.messaging_service_sid:
             params["From"] = self.from_number
+        return params
+
+    def _messages(self, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """Messages matching ``params``, newest first, a bounded number of pages."""
         path: str | None = f"{self._messages_path}.json"
+        query: dict[str, str] | None = params
         for _page in range(self.reconcile_max_pages):
             if path is None:
                 return
-            page = self._get_json(path, params=params)
+            page = self._get_json(path, params=query)
             yield from (m for m in page.get("messages", []) if isinstance(m, dict))
             next_uri = page.get("next_page_uri")
-            path, params = (str(next_uri), None) if next_uri else (None, None)
+            path, query = (str(next_uri), None) if next_uri else (None, None)
 
     def _get_json(self, path: str, params: dict[str, str] | None) -> dict[str, Any]:
         try:
@@ -306,24 +363,45 @@ class TwilioSmsAdapter(ChannelAdapter):
         return body
 
 
-def _matches(resource: dict[str, Any], intent: SendIntent) -> bool:
+def _matches(
+    resource: dict[str, Any], to: str, body_sha256: str, earliest: float, latest: float | None
+) -> bool:
     direction = str(resource.get("direction") or "")
     body = resource.get("body")
-    return (
+    if not (
         direction.startswith("outbound")
-        and resource.get("to") == intent.to
+        and resource.get("to") == to
         and isinstance(body, str)
-        and SendIntent.body_digest(body) == intent.body_sha256
+        and SendIntent.body_digest(body) == body_sha256
         and "sid" in resource
-    )
+    ):
+        return False
+    created = _created_epoch(resource)
+    if created is None:
+        return True
+    return created >= earliest and (latest is None or created <= latest)
+
+
+def _entirely_before(resource: dict[str, Any], earliest: float) -> bool:
+    """Created and sent before the window: every later entry of the list is older still.
+
+    Holds whether Twilio orders the list by date_sent or date_created (newest first); a
+    message without a date_sent (still queued) never ends the scan.
+    """
+    created = _created_epoch(resource)
+    sent = _epoch(resource.get("date_sent"))
+    return created is not None and sent is not None and created < earliest and sent < earliest
 
 
 def _created_epoch(resource: dict[str, Any]) -> float | None:
-    created = resource.get("date_created")
-    if not isinstance(created, str):
+    return _epoch(resource.get("date_created"))
+
+
+def _epoch(value: object) -> float | None:
+    if not isinstance(value, str):
         return None
     try:
-        return parsedate_to_datetime(created).timestamp()
+        return parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):
         return None
 

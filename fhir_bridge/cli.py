@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from fhir_bridge.settings import (
@@ -38,6 +41,8 @@ Check:    fhir-bridge doctor     (every setting and connection, with the fix for
 Every command uses one data folder, FHIR_BRIDGE_DATA_DIR (default var/): the notification
 secret, the SQLite database, the filesystem broker and the outbox. Errors are one line
 naming the variable or file to fix; --debug shows the traceback."""
+
+log = logging.getLogger("fhir_bridge.worker")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,12 +182,13 @@ def _parser() -> argparse.ArgumentParser:
     _command(
         subs_sub, "create", "create (idempotently) one Subscription per type", _subscriptions_create
     )
-    _command(subs_sub, "list", "list our Subscriptions and their local state", _subscriptions_list)
+    _command(subs_sub, "list", "list our Subscriptions with the EHR's status", _subscriptions_list)
     _command(subs_sub, "status", "check each Subscription on the EHR now", _subscriptions_status)
 
-    from fhir_bridge.sync.cli import register_secrets
+    from fhir_bridge.sync.cli import register_secrets, register_topics
 
     register_secrets(subs_sub)
+    register_topics(subs_sub)
 
     keys = _command(sub, "keys", "SMART Backend Services keys")
     keys_sub = keys.add_subparsers(metavar="ACTION")
@@ -256,16 +262,61 @@ def _serve(_args: argparse.Namespace) -> int:
     from fhir_bridge.api.app import create_app
 
     settings = get_settings()
+    # Without the secret every notification would be answered 500: refuse to start instead.
+    settings.require_notification_secret()
     _start(settings)
     uvicorn.run(create_app(), host=settings.host, port=settings.port, log_config=None)
     return 0
 
 
+WORKER_CHILD_ENV = "FHIR_BRIDGE_WORKER_CHILD"
+WORKER_RESTART_DELAY_SECONDS = 2.0
+
+
 def _worker(args: argparse.Namespace) -> int:
+    """The worker role: a small supervisor around the Celery worker process.
+
+    Celery's worker can die on a broker outage (kombu fails restoring unacknowledged
+    messages on the dead connection, an "unrecoverable error"). The role must not stop
+    delivering because of it, so the role's process stays up and starts a fresh Celery
+    worker whenever one exits with an error; the database is the record and the relay
+    re-enqueues whatever the dead worker held. Only a requested stop (SIGTERM/SIGINT) ends
+    the role: it is passed on, and the role exits with the worker's own exit code.
+    """
+    if os.environ.get(WORKER_CHILD_ENV):
+        return _celery_worker(args)
+    _start(get_settings(), warnings=not args.no_start_warnings)
+    argv = [sys.executable, "-m", "fhir_bridge", "worker", "--no-start-warnings"]
+    argv += ["--concurrency", str(args.concurrency)] + (["--beat"] if args.beat else [])
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def _forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, _forward)
+    signal.signal(signal.SIGINT, _forward)
+    while True:
+        child = subprocess.Popen(argv, env={**os.environ, WORKER_CHILD_ENV: "1"})
+        code = child.wait()
+        if stopping:
+            return _exit_code(code)
+        # Nobody asked it to stop, so even exit 0 is unexpected (Celery has ended with 0
+        # after an unrecoverable broker error).
+        log.warning("celery worker stopped unexpectedly; starting a new one", extra={"code": code})
+        time.sleep(WORKER_RESTART_DELAY_SECONDS)
+        if stopping:
+            return _exit_code(code)
+
+
+def _celery_worker(args: argparse.Namespace) -> int:
     from fhir_bridge.tasks import celery_app
 
     settings = get_settings()
-    _start(settings, warnings=not args.no_start_warnings)
+    _start(settings, warnings=False)
     argv = [
         "--quiet",
         "worker",
@@ -282,8 +333,17 @@ def _worker(args: argparse.Namespace) -> int:
         beat_file = settings.data_dir / "celerybeat-schedule"
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", "--schedule", str(beat_file)]
-    celery_app.worker_main(argv)
-    return 0
+    # ``worker_main`` drops the worker's exit code: an unrecoverable error (logged CRITICAL
+    # by Celery) would end the process with 0 and `restart: on-failure` would not restart it.
+    # ``start`` returns it; anything but a clean shutdown is a failure.
+    return _exit_code(celery_app.start(argv))
+
+
+def _exit_code(code: object) -> int:
+    """Celery's exit code as ours: 0 only for a clean (requested) shutdown."""
+    if code is None or code == 0:
+        return 0
+    return code if isinstance(code, int) and 0 < code < 256 else EXIT_UNEXPECTED
 
 
 def _scheduler(_args: argparse.Namespace) -> int:
@@ -293,7 +353,7 @@ def _scheduler(_args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    celery_app.start(
+    code = celery_app.start(
         [
             "--quiet",
             "beat",
@@ -303,7 +363,7 @@ def _scheduler(_args: argparse.Namespace) -> int:
             str(settings.data_dir / "celerybeat-schedule"),
         ]
     )
-    return 0
+    return _exit_code(code)
 
 
 def _migrate(_args: argparse.Namespace) -> int:
@@ -391,59 +451,24 @@ def _dispatch(_args: argparse.Namespace) -> int:
 
 
 def _subscriptions_create(_args: argparse.Namespace) -> int:
-    from fhir_bridge import jobs
-    from fhir_bridge.settings import SUBSCRIBED_TYPES
-    from fhir_bridge.store.db import transaction
-    from fhir_bridge.sync.subscriptions import ensure_subscriptions
+    from fhir_bridge.sync.cli import create_command
 
-    rt = _runtime()
-    with transaction(rt.sessions) as session:
-        rows = ensure_subscriptions(
-            session, rt.ehr, jobs.subscription_plan(rt), SUBSCRIBED_TYPES, rt.clock()
-        )
-        listing = [_describe(row) for row in rows]
-    print(json.dumps(listing, indent=2))
-    return 0
+    _runtime()
+    return create_command()
 
 
 def _subscriptions_list(_args: argparse.Namespace) -> int:
-    from fhir_bridge.store.db import transaction
-    from fhir_bridge.sync.repository import list_subscriptions
+    from fhir_bridge.sync.cli import list_command
 
-    rt = _runtime()
-    with transaction(rt.sessions) as session:
-        listing = [_describe(row) for row in list_subscriptions(session)]
-    print(json.dumps(listing, indent=2))
-    return 0
+    _runtime()
+    return list_command()
 
 
 def _subscriptions_status(_args: argparse.Namespace) -> int:
-    from fhir_bridge import jobs
+    from fhir_bridge.sync.cli import status_command
 
-    print(json.dumps(jobs.check_subscriptions(_runtime()), indent=2))
-    return 0
-
-
-def _describe(row: object) -> dict[str, object]:
-    fields = (
-        "id",
-        "resource_type",
-        "kind",
-        "payload",
-        "criteria",
-        "remote_id",
-        "endpoint",
-        "status",
-        "events_through",
-        "good_through",
-        "last_notification_at",
-        "last_error",
-    )
-    return {name: _plain(getattr(row, name)) for name in fields}
-
-
-def _plain(value: object) -> object:
-    return value.isoformat() if hasattr(value, "isoformat") else value
+    _runtime()
+    return status_command()
 
 
 def _keys_generate(args: argparse.Namespace) -> int:

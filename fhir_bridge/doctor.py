@@ -33,8 +33,6 @@ BACKPORT_IG = "http://hl7.org/fhir/uv/subscriptions-backport"
 TOPIC_CANONICAL_EXTENSION = (
     f"{BACKPORT_IG}/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 )
-# The R4 encoding of a SubscriptionTopic (Backport IG): a Basic resource with this code.
-BASIC_TOPIC_CODE = "http://hl7.org/fhir/fhir-types|SubscriptionTopic"
 # What we search by: change tracking on the three types, consent by patient.
 REQUIRED_SEARCH_PARAMS: tuple[tuple[str, str], ...] = (
     *((resource_type, "_lastUpdated") for resource_type in SUBSCRIBED_TYPES),
@@ -608,24 +606,6 @@ def check_token(ctx: DoctorContext) -> CheckResult:
     )
 
 
-def _wanted_criteria(settings: Settings) -> dict[str, str]:
-    """Our Subscription criteria per resource type, built exactly as `subscriptions create` does."""
-    from fhir_bridge.sync.subscriptions import SubscriptionPlan, build_subscription_resource
-
-    plan = SubscriptionPlan(
-        kind=settings.subscription_kind,
-        payload=settings.subscription_payload,
-        public_base_url=settings.public_base_url,
-        topic_base=settings.subscription_topic_base,
-        heartbeat_period=settings.heartbeat_period_seconds,
-        master_secret="doctor",  # noqa: S106  (only the criteria are used)
-    )
-    return {
-        resource_type: str(build_subscription_resource(plan, "doctor", resource_type)["criteria"])
-        for resource_type in SUBSCRIBED_TYPES
-    }
-
-
 def check_topics(ctx: DoctorContext) -> CheckResult:
     """The SubscriptionTopics our Subscriptions name exist on the EHR."""
     name = "topics"
@@ -634,48 +614,43 @@ def check_topics(ctx: DoctorContext) -> CheckResult:
     if not ctx.passed("capability.subscriptions"):
         return skip(name, "no usable Subscription support (see 'capability.subscriptions')")
     assert ctx.capability is not None
-    wanted = set(_wanted_criteria(ctx.settings).values())
-    found = wanted & _advertised_topics(ctx.capability)
-    if wanted - found and ctx.passed("ehr.auth"):
-        found |= _topics_stored_on_ehr(ctx, wanted - found)
-    missing = sorted(wanted - found)
-    if missing:
+    # The same discovery and choice as `subscriptions create`, so the two never disagree.
+    from fhir_bridge.sync.topics import (
+        Discovery,
+        Topic,
+        choose_topics,
+        default_topic_url,
+        discover_topics,
+        named_topics,
+    )
+
+    if ctx.passed("ehr.auth"):
+        discovery = discover_topics(ctx.ehr(), ctx.capability)
+    else:
+        canonicals = _advertised_topics(ctx.capability)
+        discovery = Discovery(
+            tuple(Topic(url, "CapabilityStatement") for url in sorted(canonicals)),
+            bool(canonicals),
+        )
+    choices = choose_topics(
+        discovery,
+        SUBSCRIBED_TYPES,
+        configured=named_topics(ctx.settings),
+        default_url=lambda rt: default_topic_url(ctx.settings.subscription_topic_base, rt),
+    )
+    refusals = [choice.refusal for choice in choices if choice.refusal]
+    if refusals:
         return fail(
             name,
-            f"not on the EHR: {', '.join(missing)}",
-            "create these SubscriptionTopics on the EHR (README recipes: HAPI FHIR, Medplum), "
-            f"or set {_env('SUBSCRIPTION_TOPIC_BASE')} to where the EHR's topics live "
+            "; ".join(refusal.split("; set ")[0] for refusal in refusals),
+            "create these SubscriptionTopics on the EHR (`fhir-bridge subscriptions topics "
+            "install`, or README recipes: HAPI FHIR, Medplum), set "
+            f"{_env('SUBSCRIPTION_TOPICS')} to topics the EHR has that fire on create and "
+            f"update, or set {_env('SUBSCRIPTION_TOPIC_BASE')} to where the EHR's topics live "
             f"(now {ctx.settings.subscription_topic_base})",
         )
-    return ok(name, f"{len(found)} topics present under {ctx.settings.subscription_topic_base}")
-
-
-def _topics_stored_on_ehr(ctx: DoctorContext, wanted: set[str]) -> set[str]:
-    """Topics found as SubscriptionTopic (R4B+) or Basic-encoded (R4 Backport) resources."""
-    ehr = ctx.ehr()
-    found: set[str] = set()
-    for resource_type, params in (
-        ("SubscriptionTopic", {"_count": "100"}),
-        ("Basic", {"code": BASIC_TOPIC_CODE, "_count": "100"}),
-    ):
-        try:
-            bundle = ehr.search(resource_type, params)
-        except EhrError:
-            continue
-        for entry in bundle.get("entry") or []:
-            found |= wanted & set(_strings(entry.get("resource")))
-    return found
-
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+    chosen = ", ".join(f"{choice.resource_type} {choice.url}" for choice in choices)
+    return ok(name, f"{len(choices)} topics fit (fire on create and update): {chosen}")
 
 
 def check_subscriptions(ctx: DoctorContext) -> CheckResult:

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fhir_bridge.fhir.errors import EhrError
+from fhir_bridge.fhir.resources import patient_reference
 from fhir_bridge.inbound.jobs import status_callback_url
 from fhir_bridge.ingest import repository as inbox_repository
-from fhir_bridge.ingest.parsing import InvalidNotification, parse_topic_bundle
+from fhir_bridge.ingest.parsing import InvalidNotification
 from fhir_bridge.optout import email_unsubscribe_links
 from fhir_bridge.outreach import repository as message_repository
 from fhir_bridge.outreach.communication import WritebackOptions
@@ -31,13 +32,19 @@ from fhir_bridge.store.db import transaction
 from fhir_bridge.sync import polling
 from fhir_bridge.sync import repository as sync_repository
 from fhir_bridge.sync.service import (
+    EhrReads,
+    SubscriptionView,
     SyncDeps,
+    apply_reads,
     apply_resource,
     catch_up_by_search,
     forget_resource,
     process_notification,
+    read_current,
+    read_notification,
 )
 from fhir_bridge.sync.subscriptions import SubscriptionPlan, check_subscription
+from fhir_bridge.sync.topics import named_topics
 
 log = logging.getLogger(__name__)
 
@@ -89,23 +96,53 @@ def reference_source(rt: Runtime) -> ReferenceSource:
     return ReferenceSource(ehr=rt.ehr, ttl=timedelta(seconds=rt.settings.reference_ttl_seconds))
 
 
-def _prefetch_for_notification(rt: Runtime, inbox_id: int, now: datetime) -> None:
-    """Read what the notification's resources refer to before the processing transaction."""
+def _read_for_notification(rt: Runtime, deps: SyncDeps, inbox_id: int) -> EhrReads | None:
+    """The read phase of a notification, outside any transaction.
+
+    One short read of the row and its Subscription, then every EHR read it needs (id-only
+    focuses, ``$events``, catch-up searches, what the resources refer to, unknown
+    patients). ``None``: the notification names no Subscription we still have.
+    """
     with transaction(rt.sessions) as session:
         row = inbox_repository.get(session, inbox_id)
-        body = row.body if row is not None else None
-        kind = row.kind if row is not None else None
-    if not isinstance(body, dict):
-        return
-    if kind == "classic-resource":
-        resources = [body]
-    else:
-        try:
-            parsed = parse_topic_bundle(body)
-        except InvalidNotification:
-            return
-        resources = [event.resource for event in parsed.events if event.resource is not None]
+        assert row is not None
+        subscription = (
+            sync_repository.get_subscription(session, row.subscription_id)
+            if row.subscription_id
+            else None
+        )
+        if subscription is None:
+            return None
+        view = SubscriptionView.of(subscription)
+        kind, body = row.kind, row.body
+    reads = read_notification(deps, kind, body, view, page_size=rt.settings.poll_page_size)
+    _prefetch_for_resources(rt, reads.all_resources(), deps.now)
+    return reads
+
+
+def _prefetch_for_resources(rt: Runtime, resources: list[dict[str, Any]], now: datetime) -> None:
+    """Read what the resources refer to, and their patients, before applying them."""
     prefetch_references(rt.sessions, reference_source(rt), resources, now)
+    for patient_ref in {patient_reference(resource) for resource in resources} - {None}:
+        assert patient_ref is not None
+        _, _, patient_id = patient_ref.partition("/")
+        with transaction(rt.sessions) as session:
+            if sync_repository.get_state(session, "Patient", patient_id) is not None:
+                continue
+        try:
+            patient = rt.ehr.read("Patient", patient_id)
+        except EhrError:
+            continue
+        with transaction(rt.sessions) as session:
+            sync_repository.save_state(
+                session,
+                None,
+                resource=patient,
+                version_id=(patient.get("meta") or {}).get("versionId"),
+                last_updated=None,
+                patient_ref=patient_ref,
+                now=now,
+            )
 
 
 def sync_deps(rt: Runtime, now: datetime) -> SyncDeps:
@@ -126,8 +163,10 @@ def process_inbox(rt: Runtime, inbox_id: int) -> str:
                 "notification abandoned after repeated failures", extra={"inbox_id": inbox_id}
             )
             return "failed"
+    deps = sync_deps(rt, now)
     try:
-        _prefetch_for_notification(rt, inbox_id, now)
+        # Read first (no transaction open), then apply in one short transaction.
+        reads = _read_for_notification(rt, deps, inbox_id)
         with transaction(rt.sessions) as session:
             row = inbox_repository.get(session, inbox_id)
             assert row is not None
@@ -136,17 +175,21 @@ def process_inbox(rt: Runtime, inbox_id: int) -> str:
                 if row.subscription_id
                 else None
             )
-            if subscription is None:
+            if subscription is None or reads is None:
                 inbox_repository.mark_done(session, row, now)
                 return "orphan"
-            process_notification(
-                session,
-                sync_deps(rt, now),
-                row,
-                subscription,
-                page_size=rt.settings.poll_page_size,
-            )
-            inbox_repository.mark_done(session, row, now)
+            unordered = process_notification(session, deps, row, subscription, reads)
+            if not unordered:
+                inbox_repository.mark_done(session, row, now)
+        if unordered:
+            # Versions we could not order against ours: the EHR's current one decides.
+            current = read_current(deps, unordered)
+            _prefetch_for_resources(rt, current.all_resources(), now)
+            with transaction(rt.sessions) as session:
+                apply_reads(session, deps, current)
+                row = inbox_repository.get(session, inbox_id)
+                assert row is not None
+                inbox_repository.mark_done(session, row, now)
     except InvalidNotification as exc:
         with transaction(rt.sessions) as session:
             inbox_repository.mark_failed(session, inbox_id, now, f"invalid:{exc.code}", final=True)
@@ -239,8 +282,8 @@ def writeback_options(rt: Runtime) -> WritebackOptions:
 
 
 def write_back(rt: Runtime, message_id: str) -> str:
-    with transaction(rt.sessions) as session:
-        return write_communication(session, rt.ehr, message_id, writeback_options(rt))
+    """Short transactions around the EHR create (``outreach.writeback``)."""
+    return write_communication(rt.sessions, rt.ehr, message_id, writeback_options(rt))
 
 
 def subscription_plan(rt: Runtime) -> SubscriptionPlan:
@@ -252,6 +295,8 @@ def subscription_plan(rt: Runtime) -> SubscriptionPlan:
         topic_base=settings.subscription_topic_base,
         heartbeat_period=settings.heartbeat_period_seconds,
         master_secret=settings.require_notification_secret(),
+        topics=named_topics(settings),
+        classic_catch_up_seconds=settings.classic_catch_up_seconds,
     )
 
 
@@ -336,3 +381,21 @@ def _poll_window(rt: Runtime, mode: str) -> dict[str, int]:
         sync_repository.set_watermark(session, f"poll-window:Appointment:{mode}", started)
     log.debug("window poll done", extra={"kind": mode, "count": applied})
     return {"Appointment": applied}
+
+
+def queue_ages(rt: Runtime) -> dict[str, int | None]:
+    """Seconds the oldest unprocessed item of each kind of work has waited (None: empty)."""
+    from fhir_bridge.store import worklist
+
+    with transaction(rt.sessions) as session:
+        return worklist.queue_ages(session, rt.clock())
+
+
+def warn_about_stalls(rt: Runtime) -> dict[str, int]:
+    """One WARNING per queue whose oldest item waited past ``FHIR_BRIDGE_STALL_SECONDS``."""
+    from fhir_bridge.store import worklist
+
+    stalled = worklist.stalled_queues(queue_ages(rt), rt.settings.stall_seconds)
+    for queue, age in stalled.items():
+        log.warning("work queue stalled: %s (oldest item waiting %d s)", queue, age)
+    return stalled

@@ -8,7 +8,7 @@ variable, not a stack trace from deep inside a worker.
 from __future__ import annotations
 
 import functools
-import os
+import math
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rules.resource_types import PLANNED_TYPES
+
 if TYPE_CHECKING:
-    from channels.registry import ChannelsConfig
+    from channels.registry import ChannelSettings
 
 ENV_PREFIX = "FHIR_BRIDGE_"
-SUBSCRIBED_TYPES = ("Appointment", "MedicationRequest", "Encounter")
+# One Subscription (and one polling search) per planned type: the list lives in rules/.
+SUBSCRIBED_TYPES = PLANNED_TYPES
 
 
 class UserError(RuntimeError):
@@ -37,6 +40,16 @@ class SettingsError(UserError):
 NOTIFICATION_SECRET_FILE = "notification-secret"  # noqa: S105 (a file name)
 DATABASE_FILE = "fhir-bridge.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The notification secret's strength rule (README "Configuration"): at least 256 bits,
+# counted as length x bits per character of the smallest alphabet the value fits (hex: 4,
+# URL-safe/standard base64: 6, any other printable ASCII: log2(95)), and not mostly one
+# character (at least 8 different ones). So: 64 hex digits or 43 base64 characters (what
+# `secrets.token_urlsafe(32)` prints) at the least.
+MIN_SECRET_BITS = 256
+MIN_SECRET_DISTINCT_CHARACTERS = 8
+GENERATE_SECRET_HINT = 'python -c "import secrets;print(secrets.token_urlsafe(48))"'  # noqa: S105 (a command)
+_HEX = frozenset("0123456789abcdefABCDEF")
+_BASE64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=")
 
 
 def default_ehr_scope() -> str:
@@ -87,6 +100,12 @@ class Settings(BaseSettings):
     subscription_kind: Literal["topic", "classic"] = "topic"
     subscription_payload: Literal["empty", "id-only", "full-resource"] = "id-only"
     subscription_topic_base: str = "http://fhir-bridge.test/SubscriptionTopic"
+    # JSON map type -> topic canonical URL; unset types: {topic_base}/{type}-change, or
+    # whichever of the EHR's topics fits (`fhir-bridge subscriptions create` discovers them).
+    subscription_topics: dict[str, str] = Field(default_factory=dict)
+    # Classic Subscriptions have no event numbers or heartbeats: a `_lastUpdated` search
+    # this often catches up what a lost notification would have said.
+    classic_catch_up_seconds: int = Field(default=300, ge=10)
     heartbeat_period_seconds: int = Field(default=60, ge=0)
     public_base_url: str = "http://127.0.0.1:8000"
     notification_secret: SecretStr | None = None
@@ -108,6 +127,9 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     lease_seconds: int = Field(default=120, ge=5)
     max_send_attempts: int = Field(default=5, ge=1)
+    # /ready answers 503 (and the relay logs a WARNING) when the oldest unprocessed item of
+    # a kind of work is older than this.
+    stall_seconds: int = Field(default=300, ge=10)
 
     # Outreach
     rules_file: Path | None = None
@@ -134,6 +156,7 @@ class Settings(BaseSettings):
     sms_rate_per_second: float = Field(default=10.0, gt=0)
     sms_rate_burst: int = Field(default=10, ge=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_prefix: str = "fhir-bridge:"
 
     # Serving
     host: str = "127.0.0.1"
@@ -175,6 +198,18 @@ class Settings(BaseSettings):
     def _lower_case_format(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("notification_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("notification_secret")
+    @classmethod
+    def _secret_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret_strength(value.get_secret_value())
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url_is_a_url(cls, value: str) -> str:
@@ -190,6 +225,19 @@ class Settings(BaseSettings):
             ) from None
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {backend!r}; use sqlite or postgresql")
+        return value
+
+    @field_validator("subscription_topics")
+    @classmethod
+    def _topics_for_subscribed_types(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SUBSCRIBED_TYPES))
+        if unknown:
+            raise ValueError(
+                f"unknown resource type {unknown[0]!r}; use {', '.join(SUBSCRIBED_TYPES)}"
+            )
+        for resource_type, url in value.items():
+            if not url.startswith(("http://", "https://", "urn:")):
+                raise ValueError(f"the {resource_type} topic must be a canonical URL")
         return value
 
     @field_validator("public_base_url", "ehr_base_url", "twilio_base_url")
@@ -238,11 +286,17 @@ class Settings(BaseSettings):
                 f"EMAIL_PROVIDER=smtp needs {ENV_PREFIX}NOTIFICATION_SECRET "
                 "(every email carries a signed one-click unsubscribe link)"
             )
-        try:
-            self.channels_config()
-        except ValidationError as exc:
-            problems = "; ".join(str(error["msg"]) for error in exc.errors())
-            raise ValueError(f"channel settings: {problems}") from None
+        from channels.registry import missing_channel_settings
+
+        missing = missing_channel_settings(self)
+        if missing:
+            raise ValueError(
+                "channel settings missing: "
+                + ", ".join(
+                    " or ".join(ENV_PREFIX + part.upper() for part in name.split(" or "))
+                    for name in missing
+                )
+            )
         return self
 
     @property
@@ -254,29 +308,10 @@ class Settings(BaseSettings):
         """Where ``run``/``migrate`` keep a generated secret when the variable is unset."""
         return self.data_dir / NOTIFICATION_SECRET_FILE
 
-    def channels_config(self) -> ChannelsConfig:
-        """The channel adapters' own config, from the flat FHIR_BRIDGE_* variables."""
-        from channels.registry import ChannelsConfig
-
-        return ChannelsConfig(
-            sms_provider=self.sms_provider,
-            email_provider=self.email_provider,
-            outbox_dir=self.outbox_dir,
-            twilio_account_sid=self.twilio_account_sid,
-            twilio_auth_token=self.twilio_auth_token,
-            twilio_from_number=self.twilio_from_number,
-            twilio_messaging_service_sid=self.twilio_messaging_service_sid,
-            twilio_base_url=self.twilio_base_url,
-            smtp_host=self.smtp_host,
-            smtp_port=self.smtp_port,
-            smtp_security=self.smtp_security,
-            smtp_username=self.smtp_username,
-            smtp_password=self.smtp_password,
-            smtp_from_address=self.smtp_from,
-            sms_rate_per_second=self.sms_rate_per_second,
-            sms_rate_burst=self.sms_rate_burst,
-            redis_url=self.redis_url,
-        )
+    def channels_config(self) -> ChannelSettings:
+        """What ``channels.registry.build_adapters`` reads: these settings themselves (the
+        channel settings have one model and one default each, here)."""
+        return self
 
     def require_ehr(self) -> str:
         """The EHR base URL, or a clear error for commands that need one."""
@@ -290,36 +325,64 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"{ENV_PREFIX}NOTIFICATION_SECRET is not set and there is no "
                 f"{self.notification_secret_file}: run `fhir-bridge migrate` (or "
-                "`fhir-bridge run`) here to create one, or set the variable"
+                f"`fhir-bridge run`) here to create one, or set the variable (make one with "
+                f"`{GENERATE_SECRET_HINT}`)"
             )
         return self.notification_secret.get_secret_value()
 
 
+def secret_strength_bits(value: str) -> float:
+    """Bits a secret can carry: its length times the bits of the smallest alphabet it fits."""
+    characters = set(value)
+    if characters <= _HEX:
+        per_character = 4.0
+    elif characters <= _BASE64:
+        per_character = 6.0
+    else:
+        per_character = math.log2(95)
+    return len(value) * per_character
+
+
+def check_secret_strength(value: str) -> None:
+    """Refuse a notification secret under 256 bits (see ``MIN_SECRET_BITS``)."""
+    if (
+        secret_strength_bits(value) < MIN_SECRET_BITS
+        or len(set(value)) < MIN_SECRET_DISTINCT_CHARACTERS
+    ):
+        raise ValueError(
+            f"too weak: it must carry at least {MIN_SECRET_BITS} bits (64 hex digits or 43 "
+            f"base64 characters); make one with `{GENERATE_SECRET_HINT}`"
+        )
+
+
 def read_notification_secret(data_dir: Path) -> str | None:
     """The secret kept in the data folder, if one was created there."""
+    path = data_dir / NOTIFICATION_SECRET_FILE
     try:
-        return (data_dir / NOTIFICATION_SECRET_FILE).read_text(encoding="utf-8").strip() or None
+        return path.read_text(encoding="utf-8").strip() or None
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise SettingsError(
+            f"cannot read the notification secret {path} ({reason}): fix the file or its "
+            f"permissions, or set {ENV_PREFIX}NOTIFICATION_SECRET"
+        ) from None
 
 
 def ensure_notification_secret(settings: Settings) -> bool:
-    """Create the data folder's secret once (mode 0600) when none is configured.
+    """Create the data folder's secret once when none is configured: 0600 from the start,
+    written whole before it appears (``private_files``), in a 0700 data folder.
 
     Only the commands that set a folder up (``run``, ``migrate``) call this; every command
     then reads it through settings. Returns True when a new secret was written.
     """
+    from fhir_bridge.private_files import private_dir, write_new_private_file
+
+    private_dir(settings.data_dir)
     if settings.notification_secret is not None:
         return False
-    path = settings.notification_secret_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(secrets.token_urlsafe(32))
-    return True
+    return write_new_private_file(settings.notification_secret_file, secrets.token_urlsafe(48))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -9,16 +9,21 @@ not the record.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
 from kombu.exceptions import KombuError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.background import BackgroundTask
 
 from fhir_bridge import jobs
 from fhir_bridge.inbound import jobs as inbound_jobs
 from fhir_bridge.runtime import get_runtime
 from fhir_bridge.settings import get_settings
+from fhir_bridge.store.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +43,16 @@ class _LazyCeleryConfig:
 
 def celery_config() -> dict[str, Any]:
     settings = get_settings()
-    broker_options: dict[str, Any] = {"visibility_timeout": settings.lease_seconds}
+    # Redis: bounded socket waits so a dead broker is noticed (and reconnected to) quickly,
+    # and a message a worker took but never acknowledged comes back after a lease.
+    broker_options: dict[str, Any] = {
+        "visibility_timeout": settings.lease_seconds,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 3,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+        "health_check_interval": 10,
+    }
     if settings.broker_url.startswith("filesystem"):
         folder = settings.broker_dir
         # Every folder kombu's filesystem transport uses, "control" (its exchange table)
@@ -69,7 +83,14 @@ def celery_config() -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "task_default_queue": settings.queue_name,
         "broker_transport_options": broker_options,
+        # A broker outage is waited out, however long: the worker keeps its process and
+        # reconnects (the relay re-enqueues whatever the broker lost from the database).
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        # A task running when the connection drops finishes; its unacknowledged message comes
+        # back and the rerun finds its row settled. Cancelling it mid-send would be worse.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -104,6 +125,43 @@ def try_enqueue(task_name: str, *args: Any) -> bool:
         )
         return False
     return True
+
+
+class AfterCommit:
+    """Tasks to hand to the broker once the unit of work that created them has committed.
+
+    The one way work is enqueued: collect with :meth:`add` while the transaction runs,
+    then :meth:`send` after commit (:func:`unit_of_work` does both). An async handler
+    never calls the broker itself: it returns ``background=after.background()``, so the
+    send runs after the response, in a worker thread, never on the event loop.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: list[tuple[str, tuple[Any, ...]]] = []
+
+    def add(self, task_name: str, *args: Any) -> None:
+        self._tasks.append((task_name, args))
+
+    def send(self) -> int:
+        """Enqueue everything collected (never raises); returns how many the broker took."""
+        tasks, self._tasks = self._tasks, []
+        return sum(try_enqueue(task_name, *args) for task_name, args in tasks)
+
+    def background(self) -> BackgroundTask | None:
+        """For a response: send after it has gone out (Starlette runs it in a thread)."""
+        return BackgroundTask(self.send) if self._tasks else None
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[tuple[Session, AfterCommit]]:
+    """One transaction and the tasks it enqueues; the tasks are sent only after commit.
+
+    If the body raises, the transaction rolls back and nothing is enqueued.
+    """
+    after = AfterCommit()
+    with transaction(factory) as session:
+        yield session, after
+    after.send()
 
 
 def enqueue_inbox(inbox_id: int) -> None:
@@ -160,6 +218,7 @@ def relay() -> int:
         try_enqueue("fhir_bridge.process_inbound_sms", inbound_id)
     for message_id in syncs:
         try_enqueue("fhir_bridge.sync_communication", message_id)
+    jobs.warn_about_stalls(rt)
     return len(inbox) + len(writebacks) + len(inbound) + len(syncs)
 
 

@@ -18,11 +18,12 @@ from rules.engine import plan_for_patient
 from rules.fhir_json import ref_of, reference_of, same_reference
 from rules.model import PlannedMessage, PreparedDelivery, WithheldMessage
 from rules.outreach import prepare_delivery
+from rules.resource_types import PLANNED_TYPES as _PLANNED
 from rules.snapshot import build_snapshot, bundle_lookup
 from rules.templates import UNSUBSCRIBE_PLACEHOLDER, with_unsubscribe_line
 from rules.timing import zone_or_none
 
-PLANNED_TYPES = frozenset({"Appointment", "MedicationRequest", "Encounter"})
+PLANNED_TYPES = frozenset(_PLANNED)
 
 
 class PreviewInputError(ValueError):

@@ -18,13 +18,13 @@ from fhir_bridge.fhir.client import EhrClient, RetryPolicy
 from fhir_bridge.fhir.errors import EhrError
 from fhir_bridge.inbound import repository as inbound_repository
 from fhir_bridge.outreach import repository as outreach
+from fhir_bridge.outreach.lifecycle import MessageLifecycle
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import LedgerEntry
 from rules.consent import CHANNELS
 from rules.consent.ledger import ACTION_OPT_IN, ACTION_OPT_OUT, SOURCE_STAFF
 from smart_app.consent_view import ChannelConsent, consent_matrix
 from smart_app.errors import MessageNotFound, NotPending, OtherPatientForbidden, SmartAppError
-from smart_app.repository import cancel_if_open
 from smart_app.sessions import StaffSession
 from smart_app.timeline import STAFF_CANCEL_REASON, TimelineEntry, timeline_entries
 
@@ -125,8 +125,8 @@ def cancel_message(deps: PanelDeps, staff: StaffSession, message_id: str) -> Non
                 "encounter": staff.encounter_ref,
             },
         }
-        if not cancel_if_open(
-            session, message_id, reason=STAFF_CANCEL_REASON, trace=trace, now=now
+        if not MessageLifecycle(session).cancel_if_open(
+            message_id, reason=STAFF_CANCEL_REASON, trace=trace, now=now
         ):
             raise NotPending("not-pending")
     log.info(

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.databases import drop_template, postgres_database, sqlite_database
 
-NOTIFICATION_SECRET = "test-notification-secret-0123456789"
+NOTIFICATION_SECRET = "test-notification-secret-0123456789-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

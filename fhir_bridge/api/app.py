@@ -7,15 +7,30 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import smart_app
 from fhir_bridge.api import health, notifications, twilio_webhooks, unsubscribe
 from fhir_bridge.fhir.outcome import FHIR_JSON, operation_outcome
 from fhir_bridge.logging_setup import configure_logging
 from fhir_bridge.runtime import Runtime, get_runtime
+
+log = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER_SECONDS = 10
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "cannot reach or lock the database now", not bad SQL."""
+    if isinstance(exc, PoolTimeout | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def create_app(runtime: Runtime | None = None) -> FastAPI:
@@ -29,6 +44,23 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(twilio_webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(smart_app.router)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        # The database is down or locked: the sender should retry (an EHR counts a 5xx
+        # other than 503 against the Subscription); a retry is safe, every write is deduplicated.
+        if not database_unavailable(exc):
+            raise exc  # a bug, not an outage: the 500 handler below, as before
+        log.warning(
+            "database unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
+        )
+        return JSONResponse(
+            operation_outcome("transient", "database unavailable; retry later"),
+            status_code=503,
+            media_type=FHIR_JSON,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:

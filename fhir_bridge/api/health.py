@@ -11,6 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_bridge.runtime import Runtime
+from fhir_bridge.store import worklist
+from fhir_bridge.store.db import transaction
 
 router = APIRouter()
 
@@ -24,24 +26,36 @@ def health() -> dict[str, str]:
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
     """Can we accept notifications durably? (Database reachable and migrated.)"""
+    """Can we accept notifications durably (database reachable and migrated), and is the
+    work getting done? Each kind of work reports how long its oldest unprocessed item has
+    waited (``queues``, seconds); past ``FHIR_BRIDGE_STALL_SECONDS`` the answer is 503 and
+    ``stalled`` names the queue. Ids and ages only, never PHI."""
     rt: Runtime = request.app.state.runtime
-    checks = await run_in_threadpool(_readiness, rt)
-    status = 200 if all(v == "ok" for v in checks.values()) else 503
-    return JSONResponse(
-        {"status": "ok" if status == 200 else "unavailable", "checks": checks}, status_code=status
-    )
+    body = await run_in_threadpool(_readiness, rt)
+    status = 200 if body["status"] == "ok" else 503
+    return JSONResponse(body, status_code=status)
 
 
-def _readiness(rt: Runtime) -> dict[str, str]:
+def _readiness(rt: Runtime) -> dict[str, Any]:
     checks: dict[str, str] = {}
+    queues: dict[str, int | None] = {}
     try:
         with rt.engine.connect() as connection:
             connection.execute(text("SELECT version_num FROM alembic_version"))
         checks["database"] = "ok"
+        with transaction(rt.sessions) as session:
+            queues = worklist.queue_ages(session, rt.clock())
     except SQLAlchemyError:
         checks["database"] = "unavailable or not migrated"
     checks["notification_secret"] = "ok" if rt.settings.notification_secret else "missing"
-    return checks
+    stalled = worklist.stalled_queues(queues, rt.settings.stall_seconds)
+    checks["queues"] = "ok" if not stalled else "stalled"
+    ok = all(value == "ok" for value in checks.values())
+    body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
+    body["queues"] = queues
+    if stalled:
+        body["stalled"] = [{"queue": name, "age_seconds": age} for name, age in stalled.items()]
+    return body
 
 
 @router.get("/.well-known/jwks.json")

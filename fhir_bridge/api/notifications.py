@@ -9,18 +9,143 @@ unknown subscription or bad credentials; 4xx + OperationOutcome for bad input.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.background import BackgroundTask
 
 from fhir_bridge.fhir.outcome import FHIR_JSON, operation_outcome
-from fhir_bridge.ingest.parsing import InvalidNotification
+from fhir_bridge.fhir.resources import SUPPORTED_TYPES
+from fhir_bridge.ingest.parsing import STATUS_TYPES, InvalidNotification
 from fhir_bridge.ingest.service import NotAuthenticated, accept_notification
 from fhir_bridge.runtime import Runtime
 from fhir_bridge.tasks import enqueue_inbox
 
 router = APIRouter()
+
+# OpenAPI only: the routes read the raw body (the signature covers its exact bytes) and
+# authenticate in ``accept_notification``; these describe what an EHR sends, so API
+# tooling (and a fuzzer) can build valid requests.
+_BEARER = HTTPBearer(
+    scheme_name="subscriptionToken",
+    description="The per-Subscription token given to the EHR as the Subscription's header.",
+    auto_error=False,
+)
+_SIGNATURE = APIKeyHeader(
+    name="X-Signature",
+    scheme_name="bodySignature",
+    description="Hex HMAC-SHA256 of the body with the per-Subscription signing key.",
+    auto_error=False,
+)
+_AUTH = [Security(_BEARER), Security(_SIGNATURE)]
+
+_STRING = {"type": "string"}
+_REFERENCE = {"type": "object", "properties": {"reference": _STRING, "display": _STRING}}
+_PART: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": _STRING,
+        "valueString": _STRING,
+        "valueCode": _STRING,
+        "valueInteger64": {"type": "integer"},
+        "valueReference": _REFERENCE,
+    },
+}
+_PARAMETERS = {
+    "type": "object",
+    "required": ["resourceType", "parameter"],
+    "properties": {
+        "resourceType": {"enum": ["Parameters"]},
+        "parameter": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    **_PART["properties"],
+                    "valueCanonical": _STRING,
+                    "part": {"type": "array", "items": _PART},
+                },
+            },
+        },
+    },
+}
+_SUBSCRIPTION_STATUS = {
+    "type": "object",
+    "required": ["resourceType", "type"],
+    "properties": {
+        "resourceType": {"enum": ["SubscriptionStatus"]},
+        "status": _STRING,
+        "type": {"enum": sorted(STATUS_TYPES)},
+        "eventsSinceSubscriptionStart": _STRING,
+        "subscription": _REFERENCE,
+        "notificationEvent": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"eventNumber": _STRING, "focus": _REFERENCE},
+            },
+        },
+    },
+}
+_RESOURCE = {
+    "type": "object",
+    "required": ["resourceType", "id"],
+    "properties": {
+        "resourceType": {"enum": list(SUPPORTED_TYPES)},
+        "id": {"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"},
+        "meta": {"type": "object", "properties": {"versionId": _STRING, "lastUpdated": _STRING}},
+    },
+}
+_NOTIFICATION_BUNDLE = {
+    "type": "object",
+    "required": ["resourceType", "type", "entry"],
+    "properties": {
+        "resourceType": {"enum": ["Bundle"]},
+        "type": {"enum": ["history"]},
+        "entry": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "fullUrl": _STRING,
+                    "resource": {"anyOf": [_PARAMETERS, _SUBSCRIPTION_STATUS, _RESOURCE]},
+                },
+            },
+        },
+    },
+}
+
+
+def _request_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": False,
+            "description": description,
+            "content": {FHIR_JSON: {"schema": schema}, "application/json": {"schema": schema}},
+        }
+    }
+
+
+_TOPIC_BODY = _request_body(
+    {"anyOf": [_NOTIFICATION_BUNDLE, _RESOURCE]},
+    "A Subscriptions Backport IG notification Bundle (R4 Parameters or R4B "
+    "SubscriptionStatus first), a classic rest-hook resource, or nothing (classic ping).",
+)
+_RESOURCE_BODY = _request_body(_RESOURCE, "The changed resource (HAPI-style rest-hook).")
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {FHIR_JSON: {}}}
+    for code, text in (
+        (400, "Malformed notification (OperationOutcome)"),
+        (401, "Unknown subscription or invalid credentials (OperationOutcome)"),
+        (413, "Body too large (OperationOutcome)"),
+        (503, "Database unreachable; retry after Retry-After seconds (OperationOutcome)"),
+    )
+}
 
 
 class BodyTooLarge(ValueError):
@@ -45,13 +170,29 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(chunks)
 
 
-@router.post("/notifications/{subscription_id}")
+@router.post(
+    "/notifications/{subscription_id}",
+    dependencies=_AUTH,
+    openapi_extra=_TOPIC_BODY,
+    responses=_RESPONSES,
+)
 async def notify(request: Request, subscription_id: str) -> Response:
     return await _receive(request, subscription_id, None, None)
 
 
-@router.api_route(
-    "/notifications/{subscription_id}/{resource_type}/{resource_id}", methods=["PUT", "POST"]
+@router.put(
+    "/notifications/{subscription_id}/{resource_type}/{resource_id}",
+    operation_id="notify_resource_put",
+    dependencies=_AUTH,
+    openapi_extra=_RESOURCE_BODY,
+    responses=_RESPONSES,
+)
+@router.post(
+    "/notifications/{subscription_id}/{resource_type}/{resource_id}",
+    operation_id="notify_resource_post",
+    dependencies=_AUTH,
+    openapi_extra=_RESOURCE_BODY,
+    responses=_RESPONSES,
 )
 async def notify_resource(
     request: Request, subscription_id: str, resource_type: str, resource_id: str

@@ -10,17 +10,20 @@ within milliseconds and a crash after the answer loses nothing.
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader
 
 from channels.twilio_signature import is_valid_signature
 from fhir_bridge.inbound.callbacks import StatusCallback, accept_status_callback
 from fhir_bridge.inbound.processing import accept_inbound
 from fhir_bridge.runtime import Runtime
 from fhir_bridge.store.db import transaction
-from fhir_bridge.tasks import try_enqueue
+from fhir_bridge.tasks import AfterCommit
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -28,6 +31,56 @@ router = APIRouter()
 MAX_FORM_BYTES = 64 * 1024
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 CALLBACK_ID_PARAMS = ("message_id", "bridge_message_id")
+
+
+# The longest value we store for each field (its column; Twilio's own are far shorter).
+# A signed request beyond these, or with a NUL byte anywhere, is answered 400 and stores
+# nothing: Twilio never sends one, and the database would refuse it half-way.
+FIELD_LIMITS = {
+    "MessageSid": 128,
+    "SmsSid": 128,
+    "MessageStatus": 32,
+    "ErrorCode": 16,
+    "From": 64,
+    "To": 64,
+    "Body": 4096,
+}
+MESSAGE_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
+
+_SIGNATURE = APIKeyHeader(
+    name="X-Twilio-Signature",
+    scheme_name="twilioSignature",
+    description="Twilio's HMAC-SHA1 over the public URL and the form parameters.",
+    auto_error=False,
+)
+
+
+def _form_body(required: tuple[str, ...]) -> dict[str, Any]:
+    """OpenAPI for a Twilio form post (the route parses the raw body to check the signature)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": list(required),
+                        "properties": {
+                            name: {"type": "string", "maxLength": limit}
+                            for name, limit in FIELD_LIMITS.items()
+                        },
+                    }
+                }
+            },
+        }
+    }
+
+
+def _well_formed(form: dict[str, str]) -> bool:
+    """No NUL anywhere and every stored field within its column."""
+    if any("\x00" in name or "\x00" in value for name, value in form.items()):
+        return False
+    return all(len(form.get(name) or "") <= limit for name, limit in FIELD_LIMITS.items())
 
 
 async def _signed_form(request: Request, rt: Runtime) -> dict[str, str] | None:
@@ -46,7 +99,17 @@ async def _signed_form(request: Request, rt: Runtime) -> dict[str, str] | None:
     return dict(pairs)
 
 
-@router.post("/twilio/status")
+@router.post(
+    "/twilio/status",
+    status_code=204,
+    dependencies=[Security(_SIGNATURE)],
+    openapi_extra={
+        **_form_body(("MessageSid", "MessageStatus")),
+        "parameters": [
+            {"name": "message_id", "in": "query", "required": True, "schema": {"type": "string"}}
+        ],
+    },
+)
 async def twilio_status(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     form = await _signed_form(request, rt)
@@ -58,11 +121,14 @@ async def twilio_status(request: Request) -> Response:
     sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus")
     if not message_id or not sid or not status:
         return Response(status_code=400)
+    if not MESSAGE_ID.fullmatch(message_id) or not _well_formed(form):
+        return Response(status_code=400)
     callback = StatusCallback(message_id, sid, status, form.get("ErrorCode") or None)
     outcome = await run_in_threadpool(_store_status, rt, callback)
+    after = AfterCommit()
     if outcome:
-        try_enqueue("fhir_bridge.sync_communication", message_id)
-    return Response(status_code=204)
+        after.add("fhir_bridge.sync_communication", message_id)
+    return Response(status_code=204, background=after.background())
 
 
 def _store_status(rt: Runtime, callback: StatusCallback) -> bool:
@@ -70,7 +136,13 @@ def _store_status(rt: Runtime, callback: StatusCallback) -> bool:
         return accept_status_callback(session, callback, rt.clock()).sync_requested
 
 
-@router.post("/twilio/inbound")
+@router.post(
+    "/twilio/inbound",
+    dependencies=[Security(_SIGNATURE)],
+    openapi_extra=_form_body(("MessageSid", "From")),
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}}},
+)
 async def twilio_inbound(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     form = await _signed_form(request, rt)
@@ -78,12 +150,13 @@ async def twilio_inbound(request: Request) -> Response:
         return Response(status_code=403)
     sid = form.get("MessageSid") or form.get("SmsSid")
     sender = form.get("From")
-    if not sid or not sender:
+    if not sid or not sender or not _well_formed(form):
         return Response(status_code=400)
     inbound_id = await run_in_threadpool(_store_inbound, rt, sid, sender, form)
+    after = AfterCommit()
     if inbound_id is not None:
-        try_enqueue("fhir_bridge.process_inbound_sms", inbound_id)
-    return Response(EMPTY_TWIML, media_type="application/xml")
+        after.add("fhir_bridge.process_inbound_sms", inbound_id)
+    return Response(EMPTY_TWIML, media_type="application/xml", background=after.background())
 
 
 def _store_inbound(rt: Runtime, sid: str, sender: str, form: dict[str, str]) -> int | None:

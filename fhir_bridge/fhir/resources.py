@@ -14,7 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-SUPPORTED_TYPES = ("Appointment", "MedicationRequest", "Encounter", "Patient")
+from rules.resource_types import PLANNED_TYPES
+
+SUPPORTED_TYPES = (*PLANNED_TYPES, "Patient")
 
 
 class InvalidResource(ValueError):

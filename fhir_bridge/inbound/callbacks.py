@@ -23,6 +23,7 @@ from fhir_bridge.inbound.status import (
     contact_consequence,
     next_delivery_status,
 )
+from fhir_bridge.outreach.lifecycle import MessageLifecycle, MessageStatus
 from fhir_bridge.store.models import DeliveryReceipt, LedgerEntry, PlannedMessage
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def apply_receipts(session: Session, message_id: str, now: datetime) -> bool:
         return False
     changed = False
     for receipt in receipts:
-        if not _ready_for(message, receipt):
+        if not _ready_for(session, message, receipt):
             continue
         if receipt.provider_message_id != message.provider_message_id:
             receipt.outcome = "mismatch"
@@ -104,16 +105,13 @@ def apply_receipts(session: Session, message_id: str, now: datetime) -> bool:
     return changed
 
 
-def _ready_for(message: PlannedMessage, receipt: DeliveryReceipt) -> bool:
+def _ready_for(session: Session, message: PlannedMessage, receipt: DeliveryReceipt) -> bool:
     """Whether the send is recorded; an ``unknown`` send is settled by the callback itself."""
-    if message.status == "unknown" and message.provider_message_id is None:
-        message.status = "sent"
-        message.provider = "twilio"
-        message.provider_message_id = receipt.provider_message_id
-        message.reason = None
-        message.reason_detail = None
-        return True
-    return message.status == "sent" and message.provider_message_id is not None
+    if message.status == MessageStatus.UNKNOWN and message.provider_message_id is None:
+        MessageLifecycle(session).confirm_sent(
+            message.id, provider="twilio", provider_message_id=receipt.provider_message_id
+        )
+    return message.status == MessageStatus.SENT and message.provider_message_id is not None
 
 
 def _record_failure(

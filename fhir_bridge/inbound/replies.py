@@ -31,6 +31,7 @@ from channels.base import (
     ChannelAdapter,
     OutboundMessage,
     PermanentChannelError,
+    SentRecord,
     TransientChannelError,
 )
 from fhir_bridge.inbound import repository
@@ -160,7 +161,22 @@ class ReplySender:
         can_look_up = (
             adapter is not None and type(adapter).find_sent is not ChannelAdapter.find_sent
         )
-        receipt = adapter.find_sent(row.id) if adapter is not None and can_look_up else None
+        record = SentRecord(
+            message_id=row.id,
+            to=row.to_address,
+            text=row.text,
+            not_before=row.created_at,
+            not_after=now,
+            provider_message_id=row.provider_message_id,
+        )
+        try:
+            receipt = (
+                adapter.find_sent(row.id, record) if adapter is not None and can_look_up else None
+            )
+        except TransientChannelError:
+            # The provider could not be asked: never guess "not sent"; look again later.
+            row.lease_until = now + self.lease
+            return "busy"
         if receipt is not None:
             row.status, row.provider_message_id, row.sent_at = (
                 "sent",

@@ -22,7 +22,7 @@ def subscription_signing_key(master_secret: str, subscription_id: str) -> str:
 
 
 def _derive(master_secret: str, purpose: str, subscription_id: str) -> str:
-    message = f"{purpose}:{subscription_id}".encode()
+    message = f"{purpose}:{subscription_id}".encode("utf-8", "surrogatepass")
     return hmac.new(master_secret.encode(), message, hashlib.sha256).hexdigest()
 
 
@@ -34,15 +34,26 @@ def is_authentic(
     signature: str | None,
     body: bytes,
 ) -> bool:
-    """True when the bearer token or the body signature matches (constant-time)."""
+    """True when the bearer token or the body signature matches (constant-time).
+
+    Any header value is only compared, as bytes: a non-ASCII or otherwise odd value is
+    simply not a match, so every refusal looks the same whatever the subscription id.
+    """
     if authorization:
         scheme, _, token = authorization.partition(" ")
         expected = subscription_token(master_secret, subscription_id)
-        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected):
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            _as_bytes(token.strip()), expected.encode()
+        ):
             return True
     if signature:
         key = subscription_signing_key(master_secret, subscription_id).encode()
         expected_sig = hmac.new(key, body, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(signature.strip().lower(), expected_sig):
+        if hmac.compare_digest(_as_bytes(signature.strip().lower()), expected_sig.encode()):
             return True
     return False
+
+
+def _as_bytes(value: str) -> bytes:
+    """Header text as bytes for comparison (``hmac.compare_digest`` refuses non-ASCII str)."""
+    return value.encode("utf-8", "surrogatepass")

@@ -7,22 +7,30 @@ the relay picks the row up later, so a Redis outage delays work but loses none.
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_bridge.ingest import repository
 from fhir_bridge.ingest.auth import is_authentic
-from fhir_bridge.ingest.parsing import InvalidNotification, body_digest, parse_notification
+from fhir_bridge.ingest.parsing import (
+    InvalidNotification,
+    body_digest,
+    decode_body,
+    parse_notification,
+)
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import Subscription
 
 log = logging.getLogger(__name__)
+
+# Our Subscription ids are UUIDs (``subscription.id`` is 36 characters); anything else in
+# the URL (a NUL byte, a 10 kB string) cannot name one and never reaches the database.
+SUBSCRIPTION_ID = re.compile(r"[A-Za-z0-9\-]{1,36}")
 
 
 class NotAuthenticated(PermissionError):
@@ -53,18 +61,22 @@ def accept_notification(
 
     ``enqueue`` must not raise on a broker outage (the relay re-enqueues later).
     """
+    # Credentials are derived from the id, so they are checked before the database is
+    # asked anything: an unknown id and a bad credential get the same answer, the same way.
+    if not SUBSCRIPTION_ID.fullmatch(subscription_id) or not is_authentic(
+        master_secret=master_secret,
+        subscription_id=subscription_id,
+        authorization=authorization,
+        signature=signature,
+        body=body,
+    ):
+        raise NotAuthenticated("notification not authenticated")
+    payload = decode_body(body)
+    parsed = parse_notification(payload, path_type=path_type, path_id=path_id)
     with transaction(factory) as session:
         subscription = session.get(Subscription, subscription_id)
-        if subscription is None or not is_authentic(
-            master_secret=master_secret,
-            subscription_id=subscription_id,
-            authorization=authorization,
-            signature=signature,
-            body=body,
-        ):
+        if subscription is None:
             raise NotAuthenticated("notification not authenticated")
-        payload = _decode(body)
-        parsed = parse_notification(payload, path_type=path_type, path_id=path_id)
         if (
             parsed.subscription_ref
             and subscription.remote_id
@@ -93,12 +105,3 @@ def accept_notification(
     if inbox_id is not None:
         enqueue(inbox_id)
     return Accepted(inbox_id=inbox_id, duplicate=inbox_id is None, kind=parsed.kind)
-
-
-def _decode(body: bytes) -> Any:
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidNotification("body is not valid JSON", code="structure") from None

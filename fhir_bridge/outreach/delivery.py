@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from channels.base import (
@@ -28,10 +27,12 @@ from channels.base import (
     ListUnsubscribe,
     OutboundMessage,
     PermanentChannelError,
+    SentRecord,
     TransientChannelError,
 )
 from fhir_bridge.fhir.errors import EhrNotFound
 from fhir_bridge.outreach import repository
+from fhir_bridge.outreach.lifecycle import MessageLifecycle, MessageStatus
 from fhir_bridge.outreach.planning import log_withheld
 from fhir_bridge.outreach.snapshot import ReferenceSource, live_snapshot, prefetch_references
 from fhir_bridge.store.db import transaction
@@ -68,7 +69,7 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
     """Send one queued message; returns sent / withheld / cancelled / retry / failed / skipped."""
     with transaction(deps.factory) as session:
         row = repository.get(session, message_id)
-        if row is None or row.status != "queued":
+        if row is None or row.status != MessageStatus.QUEUED:
             return "skipped"
         about, patient_ref = list(row.about), row.patient_ref
     fresh = _read_current(deps, about)
@@ -79,7 +80,7 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
     with transaction(deps.factory) as session:
         deps.refresh(session, fresh, patient)
         row = repository.get(session, message_id)
-        if row is None or row.status != "queued":
+        if row is None or row.status != MessageStatus.QUEUED:
             return "cancelled"
         snapshot = live_snapshot(session, patient_ref, patient, source=deps.references, now=now)
         addresses = [t.get("value") for t in (patient or {}).get("telecom") or [] if t.get("value")]
@@ -88,11 +89,18 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
             for e in repository.ledger_for(session, patient_ref, addresses)
         ]
         decision = prepare_delivery(_as_planned(row), snapshot, consents, ledger, deps.config, now)
+        lifecycle = MessageLifecycle(session)
         if isinstance(decision, WithheldMessage):
-            _withhold(row, decision.reason, decision.detail, dict(decision.trace))
+            if not lifecycle.withhold(
+                message_id,
+                reason=decision.reason,
+                detail=decision.detail,
+                trace={**row.trace, "withheld": dict(decision.trace)},
+            ):
+                return "skipped"
             log_withheld(row, log)
             return "withheld"
-        if not _transition(session, message_id, "queued", "sending", now + deps.lease):
+        if not lifecycle.start_sending(message_id, now + deps.lease):
             return "skipped"
         session.refresh(row)
         row.channel = decision.channel
@@ -133,15 +141,15 @@ def _send(deps: DeliveryDeps, outbound: OutboundMessage) -> str:
     except PermanentChannelError as exc:
         return _record_failure(deps, outbound.message_id, exc.reason, exc.code, address=outbound.to)
     with transaction(deps.factory) as session:
-        row = repository.get(session, outbound.message_id)
-        assert row is not None
-        row.status = "sent"
-        row.provider = receipt.provider
-        row.provider_message_id = receipt.provider_message_id
-        row.delivery_status = receipt.status
-        row.sent_at = deps.clock()
-        row.lease_until = None
-        row.communication_status = "pending"
+        recorded = MessageLifecycle(session).mark_sent(
+            outbound.message_id,
+            provider=receipt.provider,
+            provider_message_id=receipt.provider_message_id,
+            delivery_status=receipt.status,
+            sent_at=deps.clock(),
+        )
+    if not recorded:  # already settled as sent elsewhere (the reconciler found it)
+        log.warning("send already recorded", extra={"message_id": outbound.message_id})
     log.info(
         "sent message %s via %s",
         outbound.message_id,
@@ -159,12 +167,17 @@ def _record_transient(deps: DeliveryDeps, message_id: str, exc: TransientChannel
     with transaction(deps.factory) as session:
         row = repository.get(session, message_id)
         assert row is not None
+        lifecycle = MessageLifecycle(session)
         if row.attempts >= deps.max_attempts:
-            _fail(row, "delivery-failed", f"gave up after {row.attempts} attempts ({exc.code})")
-            return "failed"
+            detail = f"gave up after {row.attempts} attempts ({exc.code})"
+            return (
+                "failed"
+                if lifecycle.fail(message_id, reason="delivery-failed", detail=detail)
+                else "skipped"
+            )
         delay = exc.retry_after or min(3600.0, 30.0 * 2**row.attempts) * random.uniform(0.5, 1)
-        row.status = "queued"
-        row.lease_until = deps.clock() + timedelta(seconds=delay)
+        if not lifecycle.requeue(message_id, at=deps.clock() + timedelta(seconds=delay)):
+            return "skipped"
     log.warning("transient delivery failure", extra={"message_id": message_id, "code": exc.code})
     return "retry"
 
@@ -192,85 +205,103 @@ def _record_failure(
                 ),
             )
             if deps.fallback and row.attempts < deps.max_attempts:
-                row.status, row.lease_until = "queued", deps.clock()
-                row.trace = {**row.trace, "fallback_after": {"channel": row.channel, "code": code}}
+                trace = {**row.trace, "fallback_after": {"channel": row.channel, "code": code}}
+                if not MessageLifecycle(session).requeue(message_id, at=deps.clock(), trace=trace):
+                    return "skipped"
                 log.warning(
                     "permanent failure; trying the next channel",
                     extra={"message_id": message_id, "code": code},
                 )
                 return "fallback"
-        _fail(row, reason, code)
+        if not MessageLifecycle(session).fail(message_id, reason=reason, detail=code):
+            return "skipped"
     log.warning("permanent delivery failure", extra={"message_id": message_id, "code": code})
     return "failed"
 
 
-def _fail(row: PlannedMessage, reason: str, detail: str) -> None:
-    row.status = "failed"
-    row.reason = reason
-    row.reason_detail = detail
-    row.lease_until = None
-    row.communication_status = "pending"
-
-
-def _withhold(row: PlannedMessage, reason: str, detail: str, trace: dict[str, Any]) -> None:
-    row.status = "withheld"
-    row.reason = reason
-    row.reason_detail = detail
-    row.trace = {**row.trace, "withheld": trace}
-    row.lease_until = None
-    row.communication_status = "pending"
-
-
-def _transition(
-    session: Session, message_id: str, from_status: str, to_status: str, lease_until: datetime
-) -> bool:
-    result = session.execute(
-        update(PlannedMessage)
-        .where(PlannedMessage.id == message_id, PlannedMessage.status == from_status)
-        .values(status=to_status, lease_until=lease_until)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
 def reconcile_abandoned(deps: DeliveryDeps) -> dict[str, int]:
-    """Settle ``sending`` rows whose worker died around the provider call."""
+    """Settle ``sending`` rows whose worker died around the provider call.
+
+    The row is the send ledger; no cache decides. Each abandoned row is taken over under a
+    fresh lease (a short transaction), the provider is asked by what the row holds with no
+    lock held, and the verdict is applied only if the row is still the one taken over:
+
+    * the provider has the message → ``sent``;
+    * the lookup succeeded and found nothing → requeued (sent again);
+    * the lookup failed → left ``sending`` until the new lease ends (deferred);
+    * the provider cannot be asked, but sending again cannot double the message (email
+      with its deterministic Message-ID, the outbox) → requeued;
+    * otherwise → ``unknown`` (never resent; visible to staff and auditors).
+    """
     counts = {"sent": 0, "requeued": 0, "unknown": 0, "deferred": 0}
     with transaction(deps.factory) as session:
         ids = repository.abandoned_sends(session, deps.clock())
     for message_id in ids:
-        with transaction(deps.factory) as session:
-            row = repository.get_for_update(session, message_id)
-            if row is None or row.status != "sending" or row.lease_until is None:
-                continue
-            if row.lease_until >= deps.clock():
-                continue
-            adapter = deps.adapters.get(row.channel or "")
-            verdict = _reconcile_row(row, adapter, deps.clock())
+        verdict = _reconcile_row(deps, message_id)
+        if verdict is not None:
             counts[verdict] += 1
     return counts
 
 
-def _reconcile_row(row: PlannedMessage, adapter: ChannelAdapter | None, now: datetime) -> str:
-    can_look_up = adapter is not None and type(adapter).find_sent is not ChannelAdapter.find_sent
-    try:
-        receipt = adapter.find_sent(row.id) if adapter is not None and can_look_up else None
-    except TransientChannelError:
-        row.lease_until = now + timedelta(minutes=1)
-        return "deferred"
-    if receipt is not None:
-        row.status, row.provider = "sent", receipt.provider
-        row.provider_message_id, row.delivery_status = receipt.provider_message_id, receipt.status
-        row.sent_at, row.lease_until, row.communication_status = now, None, "pending"
-        return "sent"
-    if can_look_up:
-        row.status, row.lease_until = "queued", now
-        return "requeued"
-    row.status, row.lease_until = "unknown", None
-    row.reason = "delivery-unconfirmed"
-    row.reason_detail = "worker stopped between the provider call and its record"
-    row.sent_at, row.communication_status = now, "pending"
-    log.warning("delivery outcome unknown; not resending", extra={"message_id": row.id})
+def _reconcile_row(deps: DeliveryDeps, message_id: str) -> str | None:
+    now = deps.clock()
+    with transaction(deps.factory) as session:
+        row = repository.get_for_update(session, message_id)
+        if row is None or row.status != MessageStatus.SENDING.value:
+            return None
+        if row.lease_until is None or row.lease_until >= now:
+            return None
+        adapter = deps.adapters.get(row.channel or "")
+        taken_until = now + deps.lease
+        row.lease_until = taken_until  # ours until then: no other reconciler picks it up
+        record = None  # no address: the row never reached a provider (set with ``sending``)
+        if row.address and row.text is not None:
+            record = SentRecord(
+                message_id=row.id,
+                to=row.address,
+                text=row.text,
+                not_before=row.created_at,
+                not_after=now,
+                provider_message_id=row.provider_message_id,
+            )
+    looked_up = adapter is not None and adapter.can_look_up()
+    receipt = None
+    if adapter is not None and looked_up:
+        try:
+            receipt = adapter.find_sent(message_id, record)
+        except TransientChannelError as exc:
+            log.warning(
+                "abandoned send not settled; the provider could not be asked",
+                extra={"message_id": message_id, "code": exc.code},
+            )
+            return "deferred"
+    with transaction(deps.factory) as session:
+        lifecycle = MessageLifecycle(session)
+        if receipt is not None:
+            won = lifecycle.mark_sent(
+                message_id,
+                provider=receipt.provider,
+                provider_message_id=receipt.provider_message_id,
+                delivery_status=receipt.status,
+                sent_at=now,
+            )
+            return "sent" if won else None
+        row = repository.get_for_update(session, message_id)
+        if row is None or row.status != MessageStatus.SENDING.value:
+            return None
+        if row.lease_until != taken_until:
+            return None  # settled and sent again meanwhile: not ours any more
+        if looked_up or (adapter is not None and adapter.resend_is_safe):
+            lifecycle.requeue(message_id, at=now)
+            log.info("abandoned send requeued", extra={"message_id": message_id})
+            return "requeued"
+        lifecycle.settle_unknown(
+            message_id,
+            now=now,
+            reason="delivery-unconfirmed",
+            detail="worker stopped between the provider call and its record",
+        )
+    log.warning("delivery outcome unknown; not resending", extra={"message_id": message_id})
     return "unknown"
 
 

@@ -34,6 +34,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fhir_bridge.outreach import repository
+from fhir_bridge.outreach.lifecycle import (
+    CommunicationStatus,
+    MessageLifecycle,
+    MessageStatus,
+    new_planned,
+    new_withheld,
+)
 from fhir_bridge.outreach.snapshot import ReferenceSource, live_snapshot
 from fhir_bridge.store.models import REASON_CANCELLED_BY_STAFF, PlannedMessage
 from rules.caps import REASON_CAP_REACHED
@@ -63,7 +70,12 @@ def replan_patient(
     provisional cap decision may come back to ``planned``), then decisions
     against messages (an open row that now loses to a cap is withheld, never
     cancelled), then keys the plan no longer mentions.
+
+    Every change of an existing row is a conditional transition (``MessageLifecycle``)
+    that re-checks, in the database, that the row may still be re-planned: a message a
+    worker moved to ``sending`` since it was read here is left alone, never put back.
     """
+    lifecycle = MessageLifecycle(session)
     snapshot = live_snapshot(session, patient_ref, patient, source=source, now=now)
     plan = planner(snapshot, config, now)
     existing = {m.key: m for m in repository.messages_for_patient(session, patient_ref)}
@@ -76,7 +88,7 @@ def replan_patient(
             session.add(row)
             log_planned("planned", row)
         elif _may_replan(row, now):
-            _reschedule(row, message)
+            _reschedule(lifecycle, row, message, now)
     withheld_ids = []
     for key, withheld in decided.items():
         row = existing.get(key)
@@ -84,9 +96,8 @@ def replan_patient(
             row = _withheld_row(withheld, now)
             session.add(row)
         elif _may_replan(row, now):
-            unchanged = (row.status, row.reason) == ("withheld", withheld.reason)
-            _mark_withheld(row, withheld)
-            if unchanged:
+            unchanged = (row.status, row.reason) == (MessageStatus.WITHHELD, withheld.reason)
+            if not _mark_withheld(lifecycle, row, withheld, now) or unchanged:
                 continue
         else:
             continue
@@ -96,7 +107,7 @@ def replan_patient(
         if key in wanted or key in decided:
             continue
         if row.status in repository.OPEN_STATUSES or is_provisional_cap(row, now):
-            _cancel(row, now)
+            _cancel(lifecycle, row, now)
     session.flush()
     return withheld_ids
 
@@ -138,9 +149,9 @@ def log_withheld(row: PlannedMessage, logger: logging.Logger = log) -> None:
 def is_provisional_cap(row: PlannedMessage, now: datetime) -> bool:
     """A cap decision whose send time has not come yet: re-decided by every re-plan."""
     return (
-        row.status == "withheld"
+        row.status == MessageStatus.WITHHELD
         and row.reason == REASON_CAP_REACHED
-        and row.communication_status == "pending"
+        and row.communication_status == CommunicationStatus.PENDING
         and row.send_at > now
     )
 
@@ -149,22 +160,23 @@ def _may_replan(row: PlannedMessage, now: datetime) -> bool:
     """Still open to a new decision: pending, provisionally capped, or cancelled by us."""
     if row.status in repository.OPEN_STATUSES or is_provisional_cap(row, now):
         return True
-    return row.status == "cancelled" and row.reason != REASON_CANCELLED_BY_STAFF
+    return row.status == MessageStatus.CANCELLED and row.reason != REASON_CANCELLED_BY_STAFF
 
 
-def _cancel(row: PlannedMessage, now: datetime) -> None:
+def _cancel(lifecycle: MessageLifecycle, row: PlannedMessage, now: datetime) -> None:
     """Nothing calls for this message any more; no Communication (nothing was withheld)."""
-    row.status = "cancelled"
-    row.reason = "no-longer-planned"
-    row.reason_detail = None
-    row.lease_until = None
-    row.communication_status = "none"
-    row.trace = {**row.trace, "cancelled_at": now.isoformat()}
+    lifecycle.cancel_if_open(
+        row.id,
+        reason="no-longer-planned",
+        trace={**row.trace, "cancelled_at": now.isoformat()},
+        now=now,
+        including_provisional_cap=True,
+    )
 
 
 def new_row(message: Planned, now: datetime) -> PlannedMessage:
     """The stored form of a freshly planned message."""
-    return PlannedMessage(
+    return new_planned(
         id=str(uuid.uuid4()),
         key=message.key,
         rule=message.rule,
@@ -172,7 +184,6 @@ def new_row(message: Planned, now: datetime) -> PlannedMessage:
         patient_ref=message.patient_ref,
         about=list(message.about),
         send_at=message.send_at,
-        status="planned",
         template=message.template,
         language=message.language,
         variables=dict(message.variables),
@@ -180,60 +191,97 @@ def new_row(message: Planned, now: datetime) -> PlannedMessage:
         trace=dict(message.trace),
         created_at=now,
         updated_at=now,
-        communication_status="none",
     )
 
 
-def _reschedule(row: PlannedMessage, message: Planned) -> None:
-    changed = row.send_at != message.send_at or row.status == "cancelled"
-    row.status = "planned"
-    row.reason = None
-    row.reason_detail = None
-    row.communication_status = "none"
-    row.lease_until = None
-    row.send_at = message.send_at
-    row.about = list(message.about)
-    row.template = message.template
-    row.language = message.language
-    row.variables = dict(message.variables)
-    row.sensitive = message.sensitive
-    row.trace = dict(message.trace)
-    if changed:
+def _reschedule(
+    lifecycle: MessageLifecycle, row: PlannedMessage, message: Planned, now: datetime
+) -> None:
+    changed = row.send_at != message.send_at or row.status == MessageStatus.CANCELLED
+    fields: dict[str, Any] = {
+        "send_at": message.send_at,
+        "about": list(message.about),
+        "template": message.template,
+        "language": message.language,
+        "variables": dict(message.variables),
+        "sensitive": message.sensitive,
+        "trace": dict(message.trace),
+    }
+    target = {
+        "status": MessageStatus.PLANNED,
+        "reason": None,
+        "reason_detail": None,
+        "communication_status": CommunicationStatus.NONE,
+        "lease_until": None,
+        **fields,
+    }
+    if _already(row, target):
+        return
+    if lifecycle.replan(row.id, now=now, fields=fields) and changed:
         log_planned("rescheduled", row)
 
 
 def _withheld_row(withheld: WithheldMessage, now: datetime) -> PlannedMessage:
-    row = PlannedMessage(
+    """Final at once, except a cap decision (see ``_mark_withheld``)."""
+    return new_withheld(
+        reason=withheld.reason,
+        detail=withheld.detail,
         id=str(uuid.uuid4()),
         key=withheld.key,
         rule=withheld.rule,
         purpose=withheld.purpose,
         patient_ref=withheld.patient_ref,
         about=list(withheld.about),
-        send_at=now,
+        send_at=_withheld_send_at(withheld) or now,
         template="",
         language="",
         variables={},
-        trace={},
+        trace={"withheld": dict(withheld.trace)},
         created_at=now,
         updated_at=now,
     )
-    _mark_withheld(row, withheld)
-    return row
 
 
-def _mark_withheld(row: PlannedMessage, withheld: WithheldMessage) -> None:
-    """Audited: a not-done Communication will be written for it.
+def _mark_withheld(
+    lifecycle: MessageLifecycle, row: PlannedMessage, withheld: WithheldMessage, now: datetime
+) -> bool:
+    """Audited: a not-done Communication will be written for it. False if the row moved on.
 
     Final at once, except a cap decision, which is final at the time the message
     would have gone (stored as ``send_at``; see the module docstring).
     """
-    row.status = "withheld"
-    row.reason = withheld.reason
-    row.reason_detail = withheld.detail
-    row.about = list(withheld.about)
-    row.trace = {**(row.trace or {}), "withheld": dict(withheld.trace)}
-    row.lease_until = None
-    row.communication_status = "pending"
+    trace = {**(row.trace or {}), "withheld": dict(withheld.trace)}
+    fields: dict[str, Any] = {"about": list(withheld.about)}
+    send_at = _withheld_send_at(withheld)
+    if send_at is not None:
+        fields["send_at"] = send_at
+    target = {
+        "status": MessageStatus.WITHHELD,
+        "reason": withheld.reason,
+        "reason_detail": withheld.detail,
+        "trace": trace,
+        "lease_until": None,
+        "communication_status": CommunicationStatus.PENDING,
+        **fields,
+    }
+    if _already(row, target):
+        return True
+    return lifecycle.withhold_on_replan(
+        row.id,
+        now=now,
+        reason=withheld.reason,
+        detail=withheld.detail,
+        trace=trace,
+        fields=fields,
+    )
+
+
+def _withheld_send_at(withheld: WithheldMessage) -> datetime | None:
     if withheld.reason == REASON_CAP_REACHED and withheld.send_at is not None:
-        row.send_at = withheld.send_at
+        return withheld.send_at
+    return None
+
+
+def _already(row: PlannedMessage, target: dict[str, Any]) -> bool:
+    """The row already holds every value (no write, as the ORM would not write one)."""
+    return all(getattr(row, name) == value for name, value in target.items())

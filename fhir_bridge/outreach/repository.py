@@ -8,13 +8,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from fhir_bridge.outreach.lifecycle import (
+    FINAL_STATUSES,
+    HISTORY_STATUSES,
+    OPEN_STATUSES,
+    CommunicationStatus,
+    MessageLifecycle,
+    MessageStatus,
+)
 from fhir_bridge.store.models import LedgerEntry, PlannedMessage
 from rules.caps import REASON_CAP_REACHED
 from rules.consent import LedgerEntry as ConsentLedgerEntry
 
-OPEN_STATUSES = ("planned", "queued")
-HISTORY_STATUSES = ("sending", "sent", "unknown")
-FINAL_STATUSES = ("sent", "withheld", "failed", "unknown", "cancelled")
+__all__ = ["FINAL_STATUSES", "HISTORY_STATUSES", "OPEN_STATUSES"]
 
 
 def messages_for_patient(session: Session, patient_ref: str) -> Sequence[PlannedMessage]:
@@ -47,8 +53,13 @@ def due_candidates(session: Session, now: datetime, limit: int) -> Sequence[str]
             select(PlannedMessage.id)
             .where(
                 or_(
-                    (PlannedMessage.status == "planned") & (PlannedMessage.send_at <= now),
-                    (PlannedMessage.status.in_(("queued", "sending")))
+                    (PlannedMessage.status == MessageStatus.PLANNED.value)
+                    & (PlannedMessage.send_at <= now),
+                    (
+                        PlannedMessage.status.in_(
+                            (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
+                        )
+                    )
                     & (PlannedMessage.lease_until < now),
                 )
             )
@@ -60,20 +71,8 @@ def due_candidates(session: Session, now: datetime, limit: int) -> Sequence[str]
 
 
 def claim(session: Session, message_id: str, now: datetime, lease: timedelta) -> bool:
-    """Conditional update: the only way a planned message becomes queued (atomic everywhere)."""
-    result = session.execute(
-        update(PlannedMessage)
-        .where(
-            PlannedMessage.id == message_id,
-            or_(
-                (PlannedMessage.status == "planned") & (PlannedMessage.send_at <= now),
-                (PlannedMessage.status == "queued") & (PlannedMessage.lease_until < now),
-            ),
-        )
-        .values(status="queued", lease_until=now + lease)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    """Due ``planned`` (or ``queued`` past its lease) → ``queued``: ``MessageLifecycle.claim``."""
+    return MessageLifecycle(session).claim(message_id, now, lease)
 
 
 def abandoned_sends(session: Session, now: datetime) -> Sequence[str]:
@@ -81,7 +80,8 @@ def abandoned_sends(session: Session, now: datetime) -> Sequence[str]:
     return list(
         session.scalars(
             select(PlannedMessage.id).where(
-                PlannedMessage.status == "sending", PlannedMessage.lease_until < now
+                PlannedMessage.status == MessageStatus.SENDING.value,
+                PlannedMessage.lease_until < now,
             )
         )
     )
@@ -97,7 +97,7 @@ def pending_writebacks(session: Session, older_than: datetime, limit: int) -> Se
         session.scalars(
             select(PlannedMessage.id)
             .where(
-                PlannedMessage.communication_status == "pending",
+                PlannedMessage.communication_status == CommunicationStatus.PENDING.value,
                 PlannedMessage.updated_at < older_than,
                 or_(
                     PlannedMessage.reason.is_(None),
@@ -139,3 +139,20 @@ def add_ledger_entry(session: Session, entry: LedgerEntry) -> LedgerEntry:
     session.add(entry)
     session.flush()
     return entry
+
+
+def mark_communication_written(
+    session: Session, message_id: str, communication_id: str | None
+) -> bool:
+    """Record the written Communication if the row still waits for one; True if this won."""
+    won = session.execute(
+        update(PlannedMessage)
+        .where(
+            PlannedMessage.id == message_id,
+            PlannedMessage.communication_status == "pending",
+        )
+        .values(communication_id=communication_id, communication_status="written")
+        .returning(PlannedMessage.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return won is not None

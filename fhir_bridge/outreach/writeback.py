@@ -3,6 +3,11 @@
 ``If-None-Exist`` on our business identifier makes the create idempotent on the
 EHR side; the row's ``communication_status`` makes it idempotent on ours.
 
+No database lock is held across the EHR call: one short transaction reads the row
+and builds the Communication, the EHR is called with none open, and a second short
+transaction records the result with a conditional update (``pending`` -> ``written``).
+Two writers racing both reach the same Communication (``If-None-Exist``); one records it.
+
 A message withheld so that staff call the patient instead (``staff-call-instead``)
 also gets an urgent ``Task``, written after its Communication (which it cites) and
 before the row is marked written, with its own derived identifier: a retry after a
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_bridge.fhir.client import EhrClient
 from fhir_bridge.inbound.resources import task_query, task_resource
@@ -25,23 +30,27 @@ from fhir_bridge.outreach.communication import (
     needs_staff_call,
     staff_call_request,
 )
+from fhir_bridge.store.db import transaction
 
 log = logging.getLogger(__name__)
 
 
 def write_communication(
-    session: Session, ehr: EhrClient, message_id: str, options: WritebackOptions
+    factory: sessionmaker[Session], ehr: EhrClient, message_id: str, options: WritebackOptions
 ) -> str:
     """Create the Communication if still pending; returns written / already / missing."""
-    message = repository.get_for_update(session, message_id)
-    if message is None:
-        return "missing"
-    if message.communication_status != "pending":
-        return "already"
-    resource = build_communication(message, options)
+    with transaction(factory) as session:
+        message = repository.get(session, message_id)
+        if message is None:
+            return "missing"
+        if message.communication_status != "pending":
+            return "already"
+        resource = build_communication(message, options)
+        staff_call = needs_staff_call(message)
+    # The row is read and released: the EHR calls below hold no database lock.
     created = ehr.create(resource, if_none_exist=identifier_search(message.id, options))
     communication_id = created.get("id")
-    if needs_staff_call(message):
+    if staff_call:
         reason_ref = f"Communication/{communication_id}" if communication_id else None
         request = staff_call_request(message, options, reason_ref)
         task = ehr.create(task_resource(request), if_none_exist=task_query(request))
@@ -53,15 +62,17 @@ def write_communication(
                 "resource_id": task.get("id"),
             },
         )
-    message.communication_id = communication_id
-    message.communication_status = "written"
+    with transaction(factory) as session:
+        won = repository.mark_communication_written(session, message_id, communication_id)
+    if not won:
+        return "already"
     log.info(
         "wrote Communication/%s for message %s",
-        message.communication_id,
-        message.id,
+        communication_id,
+        message_id,
         extra={
-            "message_id": message.id,
-            "communication_id": message.communication_id,
+            "message_id": message_id,
+            "communication_id": communication_id,
             "status": resource["status"],
         },
     )

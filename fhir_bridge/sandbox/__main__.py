@@ -25,6 +25,7 @@ def _parse_args(argv: list[str] | None) -> ServerConfig:
     parser.add_argument(
         "--supports-subscriptions", action=argparse.BooleanOptionalAction, default=True
     )
+    parser.add_argument("--builtin-topics", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
     return ServerConfig(
         host=args.host,
@@ -34,6 +35,7 @@ def _parse_args(argv: list[str] | None) -> ServerConfig:
         supports_events=args.supports_events,
         max_delivery_failures=args.max_delivery_failures,
         supports_subscriptions=args.supports_subscriptions,
+        builtin_topics=args.builtin_topics,
     )
 
 

@@ -46,6 +46,11 @@ def admin_router(state: EhrState) -> APIRouter:
         state.update_settings(await _options(request))
         return _json(state.stats()["settings"])
 
+    @router.post("/restart")
+    def restart() -> Response:
+        state.subscriptions.simulate_restart()
+        return _json({"restarted": True})
+
     @router.post("/subscriptions/{subscription_id}/error")
     def force_error(subscription_id: str) -> Response:
         state.subscriptions.force_error(subscription_id)

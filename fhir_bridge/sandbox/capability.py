@@ -6,7 +6,7 @@ from typing import Any
 
 from fhir_bridge.sandbox.auth import DEFAULT_SCOPE, SIGNING_ALGORITHMS
 from fhir_bridge.sandbox.state import EhrState
-from fhir_bridge.sandbox.subscription_model import BACKPORT, TOPICS
+from fhir_bridge.sandbox.subscription_model import BACKPORT
 
 ADVERTISED_TYPES = (
     "Appointment",
@@ -129,7 +129,7 @@ def _resource(state: EhrState, type_: str) -> dict[str, Any]:
     resource: dict[str, Any] = {"type": type_}
     if type_ == "Subscription":
         resource["extension"] = [
-            {"url": TOPIC_CANONICAL_URL, "valueCanonical": topic} for topic in TOPICS
+            {"url": TOPIC_CANONICAL_URL, "valueCanonical": topic} for topic in state.topic_urls()
         ]
     resource["interaction"] = [{"code": code} for code in _INTERACTIONS]
     resource["versioning"] = "versioned"

@@ -59,6 +59,7 @@ class EhrServer:
         max_delivery_failures: int = 3,
         port: int = 0,
         supports_subscriptions: bool = True,
+        builtin_topics: bool = True,
     ) -> None:
         """``port=0`` picks a free loopback port (retrying on a race); otherwise that one."""
         self.fhir_version = fhir_version
@@ -66,6 +67,7 @@ class EhrServer:
         self.supports_events = supports_events
         self.max_delivery_failures = max_delivery_failures
         self.supports_subscriptions = supports_subscriptions
+        self.builtin_topics = builtin_topics
         self.requested_port = port
         self.port = port
         self._process: subprocess.Popen[bytes] | None = None
@@ -154,6 +156,7 @@ class EhrServer:
             "--supports-subscriptions"
             if self.supports_subscriptions
             else "--no-supports-subscriptions",
+            "--builtin-topics" if self.builtin_topics else "--no-builtin-topics",
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -262,6 +265,11 @@ class EhrServer:
     def force_error(self, subscription_id: str) -> None:
         """Put a Subscription into `error` immediately."""
         self._call("POST", f"{self.admin_url}/subscriptions/{subscription_id}/error")
+
+    def simulate_restart(self) -> None:
+        """As after an EHR restart: data kept, but Subscriptions get no heartbeats and no
+        notifications until each is re-requested (PUT), which starts a new handshake."""
+        self._call("POST", f"{self.admin_url}/restart")
 
     def flush(self) -> None:
         """Deliver notifications held back by `reorder_window`."""

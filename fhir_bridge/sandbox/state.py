@@ -14,6 +14,7 @@ from fhir_bridge.sandbox.outcomes import InvalidRequestError
 from fhir_bridge.sandbox.paging import SearchPager
 from fhir_bridge.sandbox.resource_types import R4_RESOURCE_TYPES, R4B_EXTRA_RESOURCE_TYPES
 from fhir_bridge.sandbox.store import MonotonicClock, ResourceStore
+from fhir_bridge.sandbox.subscription_model import TOPICS, builtin_topic_resource
 from fhir_bridge.sandbox.subscriptions import ServerSettings, SubscriptionManager
 
 
@@ -28,6 +29,8 @@ class ServerConfig:
     supports_events: bool = True
     max_delivery_failures: int = 3
     supports_subscriptions: bool = True  # False: an EHR without Subscriptions
+    # False: an EHR without topics until a client installs some (Basic / SubscriptionTopic).
+    builtin_topics: bool = True
 
     @property
     def origin(self) -> str:
@@ -75,6 +78,20 @@ class EhrState:
         self._counter_lock = threading.Lock()
         self._interactions: Counter[str] = Counter()
         self._interactions_by_type: Counter[str] = Counter()
+        self._seed_topics()
+
+    def _seed_topics(self) -> None:
+        """The server's own topics, stored as discoverable resources (fixed ids)."""
+        if not (self.config.builtin_topics and self.config.supports_subscriptions):
+            return
+        for url, focus_type in TOPICS.items():
+            resource = builtin_topic_resource(url, focus_type, self.config.fhir_version)
+            topic_id = f"topic-{focus_type.lower()}-change"
+            self.store.put(resource["resourceType"], topic_id, {**resource, "id": topic_id}, None)
+
+    def topic_urls(self) -> list[str]:
+        """Canonical URLs of every topic stored here (for the CapabilityStatement)."""
+        return sorted(self.subscriptions.topics())
 
     def count(self, interaction: str, type_: str | None = None) -> None:
         """Tally one FHIR interaction for `/_admin/stats`."""
@@ -133,6 +150,7 @@ class EhrState:
         self.subscriptions.reset()
         with self.lock:
             self.store.reset()
+            self._seed_topics()
             self.pager.reset()
             self.auth.reset()
             self.delivery_log.clear()

@@ -22,7 +22,14 @@ from fhir_bridge.sandbox.notifications import (
 from fhir_bridge.sandbox.outcomes import NotFoundError, NotSupportedError
 from fhir_bridge.sandbox.search import matches
 from fhir_bridge.sandbox.store import MonotonicClock, ResourceStore, format_instant
-from fhir_bridge.sandbox.subscription_model import FHIR_JSON, SubscriptionSpec, parse_subscription
+from fhir_bridge.sandbox.subscription_model import (
+    FHIR_JSON,
+    TOPIC_RESOURCE_TYPES,
+    SubscriptionSpec,
+    TopicRule,
+    parse_subscription,
+    topic_rules,
+)
 
 HEARTBEAT_TICK_SECONDS = 0.1
 log = logging.getLogger(__name__)
@@ -43,6 +50,8 @@ class _LiveSubscription:
     events: list[EventRecord] = field(default_factory=list)
     consecutive_failures: int = 0
     last_sent: float = field(default_factory=time.monotonic)
+    # After a (simulated) server restart: nothing is sent or counted until re-requested.
+    dormant: bool = False
 
 
 class SubscriptionManager:
@@ -86,10 +95,18 @@ class SubscriptionManager:
             self._live.clear()
         self.dispatcher.stop_all()
 
-    @staticmethod
-    def prepare(resource: dict[str, Any]) -> dict[str, Any]:
+    def topics(self) -> dict[str, TopicRule]:
+        """The topics stored on this server (its own and any a client installed)."""
+        stored = [
+            resource
+            for type_ in TOPIC_RESOURCE_TYPES
+            for resource in self._store.current_of_type(type_)
+        ]
+        return topic_rules(stored)
+
+    def prepare(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Validate a client-written Subscription and set the status the server assigns."""
-        spec = parse_subscription(resource)
+        spec = parse_subscription(resource, self.topics())
         prepared = {key: value for key, value in resource.items() if key != "error"}
         requested_status = resource.get("status")
         if requested_status in ("off", "error"):
@@ -99,7 +116,7 @@ class SubscriptionManager:
 
     def register(self, stored: dict[str, Any]) -> None:
         """(Re)start a stored Subscription: new handshake for topic-based, failures reset."""
-        spec = parse_subscription(stored)
+        spec = parse_subscription(stored, self.topics())
         with self._lock:
             previous = self._live.get(spec.id)
             live = _LiveSubscription(spec, str(stored.get("status")))
@@ -115,15 +132,28 @@ class SubscriptionManager:
             self._live.pop(subscription_id, None)
         self.dispatcher.stop(subscription_id)
 
+    def simulate_restart(self) -> None:
+        """As after a server restart that lost its delivery state: every Subscription keeps
+        its stored status but gets no heartbeats and no notifications (its events are not
+        counted either) until a client re-requests it (PUT), which starts a new handshake."""
+        with self._lock:
+            for live in self._live.values():
+                live.dormant = True
+        log.info("subscriptions dormant until re-requested (simulated restart)")
+
     def on_resource_written(self, resource: dict[str, Any], method: str) -> None:
         """Count and notify an event for every subscription whose criteria match."""
         timestamp = (resource.get("meta") or {}).get("lastUpdated") or format_instant(
             self._clock.next_ms()
         )
+        first_version = str((resource.get("meta") or {}).get("versionId")) == "1"
+        interaction = "create" if method == "POST" or first_version else "update"
         with self._lock:
             for live in self._live.values():
                 spec = live.spec
-                if spec.focus_type != resource["resourceType"]:
+                if spec.focus_type != resource["resourceType"] or live.dormant:
+                    continue
+                if interaction not in spec.interactions:
                     continue
                 if not matches(resource, spec.filters):
                     continue
@@ -215,7 +245,7 @@ class SubscriptionManager:
     def _is_deliverable(self, delivery: Delivery) -> bool:
         with self._lock:
             live = self._live.get(delivery.subscription_id)
-            if live is None:
+            if live is None or live.dormant:
                 return False
             if delivery.kind == "handshake":
                 return live.status == "requested"
@@ -265,7 +295,7 @@ class SubscriptionManager:
             with self._lock:
                 for live in self._live.values():
                     period = live.spec.heartbeat_seconds
-                    if not period or live.status != "active":
+                    if not period or live.status != "active" or live.dormant:
                         continue
                     if now >= live.last_sent + period + delay:
                         live.last_sent = now

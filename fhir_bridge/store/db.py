@@ -15,15 +15,19 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from fhir_bridge.private_files import private_file
+
 RowT = TypeVar("RowT")
 
 
 def make_engine(database_url: str) -> Engine:
     """Create an engine with the pragmas and pool settings each backend needs."""
     if database_url.startswith("sqlite"):
-        path = database_url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = database_url.split("///", 1)[-1].split("?", 1)[0]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            # PHI at rest: the file is 0600 in a 0700 folder before SQLite opens it (its
+            # -wal and -shm files take the database file's mode).
+            private_file(Path(path))
         engine = create_engine(
             database_url, connect_args={"check_same_thread": False, "timeout": 30}
         )

@@ -8,9 +8,20 @@ relay instead of being lost, and a unique key, so retries never double it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -106,11 +117,39 @@ class ResourceState(Base):
 REASON_CANCELLED_BY_STAFF = "cancelled-by-staff"
 
 
+class MessageStatus(StrEnum):
+    """Where a planned message is: planned -> queued -> sending -> sent, or cancelled /
+    withheld / failed / unknown (the provider may have it but we could not record it:
+    never resent). Only ``fhir_bridge.outreach.lifecycle`` changes it."""
+
+    PLANNED = "planned"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    WITHHELD = "withheld"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class CommunicationStatus(StrEnum):
+    """The message's Communication in the EHR: none due, pending (to write), written."""
+
+    NONE = "none"
+    PENDING = "pending"
+    WRITTEN = "written"
+
+
+def _one_of(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
 class PlannedMessage(Base):
     """One outreach message from plan to delivery to its Communication in the EHR.
 
-    status: planned -> queued -> sending -> sent, or cancelled / withheld / failed /
-    unknown (the provider may have it but we could not record it: never resent).
+    ``status`` is a ``MessageStatus`` (a CHECK constraint holds the set); its transitions
+    are the methods of ``fhir_bridge.outreach.lifecycle.MessageLifecycle``, never
+    assignments elsewhere (a test walks the code base to keep it so).
     """
 
     __tablename__ = "planned_message"
@@ -122,7 +161,7 @@ class PlannedMessage(Base):
     patient_ref: Mapped[str] = mapped_column(String(200), index=True)
     about: Mapped[list[Any]]
     send_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16), default="planned")
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.PLANNED.value)
     template: Mapped[str] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(16))
     variables: Mapped[dict[str, Any]]
@@ -142,7 +181,9 @@ class PlannedMessage(Base):
     sent_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(String(64))
     reason_detail: Mapped[str | None] = mapped_column(Text)
-    communication_status: Mapped[str] = mapped_column(String(16), default="none")
+    communication_status: Mapped[str] = mapped_column(
+        String(16), default=CommunicationStatus.NONE.value
+    )
     communication_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -150,6 +191,11 @@ class PlannedMessage(Base):
     __table_args__ = (
         Index("ix_planned_due", "status", "send_at"),
         Index("ix_planned_writeback", "communication_status"),
+        CheckConstraint(_one_of("status", MessageStatus), name="ck_planned_message_status"),
+        CheckConstraint(
+            _one_of("communication_status", CommunicationStatus),
+            name="ck_planned_message_communication_status",
+        ),
     )
 
 

@@ -12,8 +12,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
+
+from fhir_bridge.store.models import (
+    CommunicationSync,
+    DeliveryReceipt,
+    InboundMessage,
+    InboxNotification,
+    PlannedMessage,
+)
+from rules.caps import REASON_CAP_REACHED
 
 
 def claim(session: Session, model: Any, row_id: int, now: datetime, lease: timedelta) -> bool:
@@ -56,3 +65,74 @@ def due_for_relay(
 def mark_enqueued(session: Session, model: Any, ids: Sequence[int], now: datetime) -> None:
     if ids:
         session.execute(update(model).where(model.id.in_(ids)).values(enqueued_at=now))
+
+
+# Stalls: the oldest unprocessed item of each kind of work (``/ready``, the relay's warning).
+
+WORK_QUEUES = (
+    "inbox-notifications",
+    "messages-due",
+    "write-backs",
+    "inbound-sms",
+    "delivery-receipts",
+    "communication-syncs",
+)
+
+
+def oldest_waiting(session: Session, now: datetime) -> dict[str, datetime | None]:
+    """When the oldest item still waiting in each queue became due (None: the queue is empty).
+
+    Only ids and times are read; no PHI leaves these queries.
+    """
+    unfinished = ("pending", "processing")
+    return {
+        "inbox-notifications": session.scalar(
+            select(func.min(InboxNotification.received_at)).where(
+                InboxNotification.status.in_(unfinished)
+            )
+        ),
+        "messages-due": session.scalar(
+            select(func.min(PlannedMessage.send_at)).where(
+                PlannedMessage.status.in_(("planned", "queued", "sending")),
+                PlannedMessage.send_at <= now,
+            )
+        ),
+        "write-backs": session.scalar(
+            select(func.min(PlannedMessage.updated_at)).where(
+                PlannedMessage.communication_status == "pending",
+                or_(
+                    PlannedMessage.reason.is_(None),
+                    PlannedMessage.reason != REASON_CAP_REACHED,
+                    PlannedMessage.send_at <= now,
+                ),
+            )
+        ),
+        "inbound-sms": session.scalar(
+            select(func.min(InboundMessage.received_at)).where(
+                InboundMessage.status.in_(unfinished)
+            )
+        ),
+        "delivery-receipts": session.scalar(
+            select(func.min(DeliveryReceipt.received_at)).where(
+                DeliveryReceipt.outcome == "pending"
+            )
+        ),
+        "communication-syncs": session.scalar(
+            select(func.min(CommunicationSync.requested_at)).where(
+                CommunicationSync.status.in_(unfinished)
+            )
+        ),
+    }
+
+
+def queue_ages(session: Session, now: datetime) -> dict[str, int | None]:
+    """Seconds the oldest waiting item of each queue has waited (None: empty)."""
+    return {
+        name: None if since is None else max(0, int((now - since).total_seconds()))
+        for name, since in oldest_waiting(session, now).items()
+    }
+
+
+def stalled_queues(ages: dict[str, int | None], threshold_seconds: int) -> dict[str, int]:
+    """The queues whose oldest item waited longer than ``threshold_seconds``."""
+    return {name: age for name, age in ages.items() if age is not None and age > threshold_seconds}

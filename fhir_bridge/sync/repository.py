@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fhir_bridge.store.models import ResourceState, Subscription, Watermark
-
-PLANNED_TYPES = ("Appointment", "MedicationRequest", "Encounter")
+from rules.resource_types import PLANNED_TYPES
 
 
 def get_state(session: Session, resource_type: str, resource_id: str) -> ResourceState | None:
@@ -21,7 +21,11 @@ def get_state(session: Session, resource_type: str, resource_id: str) -> Resourc
 def get_state_for_update(
     session: Session, resource_type: str, resource_id: str
 ) -> ResourceState | None:
-    """Row-locked read on PostgreSQL so concurrent versions of one resource serialise."""
+    """Row-locked read on PostgreSQL so concurrent versions of one resource serialise.
+
+    Always reads the row as committed now (``populate_existing``), never a copy the
+    session loaded before the lock was taken.
+    """
     return session.scalar(
         select(ResourceState)
         .where(
@@ -29,7 +33,56 @@ def get_state_for_update(
             ResourceState.resource_id == resource_id,
         )
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
+
+
+def _state_values(
+    resource: dict[str, Any],
+    version_id: str | None,
+    last_updated: datetime | None,
+    patient_ref: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "resource_type": resource["resourceType"],
+        "resource_id": resource["id"],
+        "body": resource,
+        "version_id": version_id,
+        "last_updated": last_updated,
+        "patient_ref": patient_ref,
+        "stored_at": now,
+    }
+
+
+def _insert(session: Session) -> Any:
+    """The dialect's INSERT, which knows ``ON CONFLICT`` (PostgreSQL and SQLite alike)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(ResourceState)
+
+
+def insert_state_if_absent(
+    session: Session,
+    *,
+    resource: dict[str, Any],
+    version_id: str | None,
+    last_updated: datetime | None,
+    patient_ref: str | None,
+    now: datetime,
+) -> bool:
+    """``INSERT … ON CONFLICT DO NOTHING``; True when this call created the row.
+
+    False means another transaction stored this resource first (on PostgreSQL the
+    insert waits for that transaction to end): lock its row and compare versions.
+    """
+    values = _state_values(resource, version_id, last_updated, patient_ref, now)
+    statement = (
+        _insert(session)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(ResourceState.resource_id)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
 
 
 def save_state(
@@ -41,17 +94,34 @@ def save_state(
     last_updated: datetime | None,
     patient_ref: str | None,
     now: datetime,
-) -> ResourceState:
-    row = existing or ResourceState(
-        resource_type=resource["resourceType"], resource_id=resource["id"]
+) -> None:
+    """Store a resource version unconditionally (callers decided it is the one to keep).
+
+    With ``existing`` (a row this transaction locked or loaded) the row is updated;
+    without, ``INSERT … ON CONFLICT DO UPDATE``, so a concurrent insert of the same
+    resource never raises a unique violation.
+    """
+    values = _state_values(resource, version_id, last_updated, patient_ref, now)
+    if existing is not None:
+        existing.body = resource
+        existing.version_id = version_id
+        existing.last_updated = last_updated
+        existing.patient_ref = patient_ref
+        existing.stored_at = now
+        session.add(existing)
+        return
+    changes = {k: v for k, v in values.items() if k not in ("resource_type", "resource_id")}
+    statement = (
+        _insert(session)
+        .values(**values)
+        .on_conflict_do_update(index_elements=["resource_type", "resource_id"], set_=changes)
     )
-    row.body = resource
-    row.version_id = version_id
-    row.last_updated = last_updated
-    row.patient_ref = patient_ref
-    row.stored_at = now
-    session.add(row)
-    return row
+    session.execute(statement, execution_options={"synchronize_session": False})
+    loaded = session.identity_map.get(
+        session.identity_key(ResourceState, (values["resource_type"], values["resource_id"]))
+    )
+    if loaded is not None:
+        session.expire(loaded)
 
 
 def resources_for_patient(session: Session, patient_ref: str) -> Sequence[ResourceState]:

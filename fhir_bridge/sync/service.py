@@ -6,13 +6,19 @@ else ``meta.lastUpdated``; re-read from the EHR when we cannot tell). Gaps in
 event numbers, missed heartbeats and subscriptions in ``error`` are all closed
 the same way: ``$events`` where the EHR supports it, otherwise a search by
 ``_lastUpdated`` from the last point we know we had everything.
+
+Short transactions: no EHR call while a row is locked. A notification is read
+first (:func:`read_notification`: id-only focuses, ``$events``, catch-up
+searches), then applied in one short transaction (:func:`process_notification`);
+a pushed version we cannot order against ours comes back as "needs re-read", is
+read outside the transaction (:func:`read_current`) and applied in another.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,11 +33,20 @@ from fhir_bridge.fhir.resources import (
     patient_reference,
     validate_resource,
 )
-from fhir_bridge.ingest.parsing import ParsedNotification, parse_topic_bundle
+from fhir_bridge.ingest.parsing import NotificationEvent, ParsedNotification, parse_topic_bundle
 from fhir_bridge.store.models import InboxNotification, Subscription
 from fhir_bridge.sync import repository
 
 log = logging.getLogger(__name__)
+
+APPLIED = "applied"
+NEEDS_REREAD = "needs-reread"
+# Losing an insert race costs one more lock-and-compare; more than this is a bug.
+_MAX_INSERT_RACES = 3
+
+
+class StateContention(RuntimeError):
+    """A resource's row kept appearing and vanishing under us (ids only in the message)."""
 
 
 @dataclass
@@ -44,62 +59,148 @@ class SyncDeps:
     on_patient_changed: Callable[[Session, str], None]
 
 
-def apply_resource(session: Session, deps: SyncDeps, resource: dict[str, Any]) -> str:
-    """Store a resource version if it is newer; returns applied / duplicate / stale / invalid."""
+def apply_resource(
+    session: Session, deps: SyncDeps, resource: dict[str, Any], *, current: bool = True
+) -> str:
+    """Store a resource version if it is newer.
+
+    Returns applied / duplicate / stale / invalid, or ``needs-reread``: ``current=False``
+    (a version pushed to us, not one just read from the EHR) that cannot be ordered
+    against ours. Nothing here calls the EHR (a row lock is held): the caller reads the
+    current version outside the transaction (:func:`read_current`) and applies it in a
+    new one. ``current=True`` (a read or search result) wins an undecidable comparison.
+
+    Race-free: the row is locked before comparing, and a first version is inserted with
+    ``ON CONFLICT DO NOTHING``; losing that race means comparing with the winner's row.
+    """
     try:
         validate_resource(resource)
     except InvalidResource:
         log.warning("ignoring invalid resource", extra={"type": resource.get("resourceType")})
         return "invalid"
     resource_type, resource_id = resource["resourceType"], resource["id"]
-    existing = repository.get_state_for_update(session, resource_type, resource_id)
     incoming = Version.of(resource)
-    if existing is not None:
-        stored = Version(existing.version_id, existing.last_updated)
-        verdict = compare_versions(incoming, stored)
+    patient_ref = patient_reference(resource)
+    for _ in range(_MAX_INSERT_RACES):
+        existing = repository.get_state_for_update(session, resource_type, resource_id)
+        if existing is None:
+            if not repository.insert_state_if_absent(
+                session,
+                resource=resource,
+                version_id=incoming.version_id,
+                last_updated=incoming.last_updated,
+                patient_ref=patient_ref,
+                now=deps.now,
+            ):
+                continue
+            if patient_ref:
+                deps.on_patient_changed(session, patient_ref)
+            return APPLIED
+        verdict = compare_versions(incoming, Version(existing.version_id, existing.last_updated))
         if verdict is None:
-            resource = _reread(deps, resource_type, resource_id) or resource
-            incoming = Version.of(resource)
-            verdict = compare_versions(incoming, stored)
-            if verdict is None:
-                verdict = 1
+            if not current:
+                return NEEDS_REREAD
+            verdict = 1
         if verdict == 0:
             return "duplicate"
         if verdict < 0:
             log.info("stale version skipped", extra={"type": resource_type, "id": resource_id})
             return "stale"
-    old_patient = existing.patient_ref if existing is not None else None
-    patient_ref = patient_reference(resource)
-    repository.save_state(
-        session,
-        existing,
-        resource=resource,
-        version_id=incoming.version_id,
-        last_updated=incoming.last_updated,
-        patient_ref=patient_ref,
-        now=deps.now,
-    )
-    session.flush()
-    for ref in {old_patient, patient_ref} - {None}:
-        deps.on_patient_changed(session, str(ref))
-    return "applied"
+        old_patient = existing.patient_ref
+        repository.save_state(
+            session,
+            existing,
+            resource=resource,
+            version_id=incoming.version_id,
+            last_updated=incoming.last_updated,
+            patient_ref=patient_ref,
+            now=deps.now,
+        )
+        session.flush()
+        for ref in {old_patient, patient_ref} - {None}:
+            deps.on_patient_changed(session, str(ref))
+        return APPLIED
+    raise StateContention(f"{resource_type} row kept changing while being applied")
 
 
-def _reread(deps: SyncDeps, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+@dataclass
+class EhrReads:
+    """What applying one notification needs from the EHR, read before its transaction.
+
+    ``resources`` pairs each version with whether it is the EHR's current one (read or
+    searched) rather than pushed to us; ``deleted`` holds references the EHR no longer
+    has; ``caught_up`` says a ``_lastUpdated`` search from ``good_through`` ran.
+    """
+
+    resources: list[tuple[dict[str, Any], bool]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    caught_up: bool = False
+
+    def all_resources(self) -> list[dict[str, Any]]:
+        return [resource for resource, _ in self.resources]
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    """The parts of our Subscription row the read phase needs (read in a short transaction)."""
+
+    id: str
+    resource_type: str
+    remote_id: str | None
+    events_through: int
+    good_through: datetime | None
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> SubscriptionView:
+        return cls(
+            subscription.id,
+            subscription.resource_type,
+            subscription.remote_id,
+            subscription.events_through,
+            subscription.good_through,
+        )
+
+
+def read_current(deps: SyncDeps, references: Iterable[str]) -> EhrReads:
+    """Read each reference's current version (outside any transaction)."""
+    reads = EhrReads()
+    for reference in dict.fromkeys(references):
+        _read_focus(deps, reference, reads)
+    return reads
+
+
+def _read_focus(deps: SyncDeps, reference: str, reads: EhrReads) -> None:
+    resource_type, _, resource_id = reference.partition("/")
     try:
-        return deps.ehr.read(resource_type, resource_id)
+        reads.resources.append((deps.ehr.read(resource_type, resource_id), True))
     except EhrNotFound:
-        return None
+        reads.deleted.append(reference)
+
+
+def apply_reads(session: Session, deps: SyncDeps, reads: EhrReads) -> list[str]:
+    """Apply what the read phase gathered; returns references that need a re-read."""
+    unordered: list[str] = []
+    for resource, current in reads.resources:
+        if apply_resource(session, deps, resource, current=current) == NEEDS_REREAD:
+            unordered.append(f"{resource['resourceType']}/{resource['id']}")
+    for reference in reads.deleted:
+        resource_type, _, resource_id = reference.partition("/")
+        forget_resource(session, deps, resource_type, resource_id)
+    return unordered
 
 
 def fetch_and_apply(session: Session, deps: SyncDeps, reference: str) -> str:
-    """id-only: read the focus from the EHR (the current version) and apply it."""
+    """id-only: read the focus from the EHR (the current version) and apply it.
+
+    For callers that already hold a transaction; notifications read their focuses
+    before the transaction instead (:func:`read_notification`).
+    """
     resource_type, _, resource_id = reference.partition("/")
     try:
         resource = deps.ehr.read(resource_type, resource_id)
     except EhrNotFound:
         return forget_resource(session, deps, resource_type, resource_id)
-    return apply_resource(session, deps, resource)
+    return apply_resource(session, deps, resource, current=True)
 
 
 def forget_resource(session: Session, deps: SyncDeps, resource_type: str, resource_id: str) -> str:
@@ -118,15 +219,59 @@ def forget_resource(session: Session, deps: SyncDeps, resource_type: str, resour
 def catch_up_by_search(
     session: Session, deps: SyncDeps, resource_type: str, since: datetime | None, page_size: int
 ) -> int:
-    """Apply every resource of a type changed since ``since`` (minus clock skew)."""
+    """Apply every resource of a type changed since ``since`` (minus clock skew).
+
+    Every page is read before the first version is applied, so no search waits while
+    this transaction holds a lock it took here.
+    """
+    applied = 0
+    for resource in search_since(deps, resource_type, since, page_size):
+        if apply_resource(session, deps, resource) == APPLIED:
+            applied += 1
+    return applied
+
+
+def search_since(
+    deps: SyncDeps, resource_type: str, since: datetime | None, page_size: int
+) -> list[dict[str, Any]]:
+    """Every resource of a type changed since ``since`` (minus clock skew), all pages read."""
     params: dict[str, str] = {"_sort": "_lastUpdated", "_count": str(page_size)}
     if since is not None:
         params["_lastUpdated"] = "ge" + (since - deps.skew).isoformat()
-    applied = 0
-    for resource in deps.ehr.search_all(resource_type, params):
-        if apply_resource(session, deps, resource) == "applied":
-            applied += 1
-    return applied
+    return list(deps.ehr.search_all(resource_type, params))
+
+
+def read_notification(
+    deps: SyncDeps,
+    kind: str,
+    body: dict[str, Any] | None,
+    subscription: SubscriptionView,
+    *,
+    page_size: int,
+) -> EhrReads:
+    """Every EHR read one stored notification needs, done before its transaction opens.
+
+    id-only focuses are read; a gap in event numbers is recovered with ``$events`` or a
+    ``_lastUpdated`` search. The gap is judged against ``subscription`` as read just
+    before: ``events_through`` only grows, so the transaction's gap is never larger.
+    """
+    reads = EhrReads()
+    if kind == "classic-empty":
+        _read_catch_up(deps, subscription, page_size, reads)
+        return reads
+    if kind == "classic-resource":
+        assert body is not None
+        reads.resources.append((body, False))
+        return reads
+    assert body is not None
+    parsed = parse_topic_bundle(body)
+    if parsed.kind == "handshake":
+        return reads
+    _read_events(deps, subscription, parsed.events, page_size, reads)
+    gap = _gap(parsed, subscription.events_through)
+    if gap is not None:
+        _read_recovery(deps, subscription, gap[0], gap[1], page_size, reads)
+    return reads
 
 
 def process_notification(
@@ -134,72 +279,116 @@ def process_notification(
     deps: SyncDeps,
     row: InboxNotification,
     subscription: Subscription,
-    *,
-    page_size: int,
-) -> None:
-    """Apply what one stored notification tells us, closing any gap it reveals."""
+    reads: EhrReads,
+) -> list[str]:
+    """Apply one stored notification from what :func:`read_notification` gathered.
+
+    No EHR call happens here. Returns the references of pushed versions we could not
+    order against ours: read them (:func:`read_current`) and apply them afterwards.
+    """
     body = row.body
-    if row.kind == "classic-empty":
-        _catch_up_subscription(session, deps, subscription, page_size, started=deps.now)
-        return
-    if row.kind == "classic-resource":
-        assert body is not None
-        apply_resource(session, deps, body)
-        return
+    unordered = apply_reads(session, deps, reads)
+    if reads.caught_up:
+        subscription.good_through = deps.now - deps.skew
+    if row.kind in ("classic-empty", "classic-resource"):
+        return unordered
     assert body is not None
     parsed = parse_topic_bundle(body)
     if parsed.kind == "handshake":
         subscription.status = "active"
         subscription.last_error = None
-        return
-    _apply_events(session, deps, subscription, parsed, page_size)
-    _close_gap(session, deps, subscription, parsed, page_size, received_at=row.received_at)
+        return unordered
+    _close_gap(deps, subscription, parsed, received_at=row.received_at)
+    return unordered
 
 
-def _apply_events(
-    session: Session,
+def _gap(parsed: ParsedNotification, through: int) -> tuple[int, int] | None:
+    """The event numbers we never saw, up to the ones this notification carries."""
+    numbers = [e.number for e in parsed.events if e.number is not None]
+    lowest = min(numbers) if numbers else None
+    highest = max([*numbers, parsed.events_since_start or 0])
+    gap_end = (lowest - 1) if lowest is not None else highest
+    return (through + 1, gap_end) if gap_end >= through + 1 else None
+
+
+def _read_events(
     deps: SyncDeps,
-    subscription: Subscription,
-    parsed: ParsedNotification,
+    subscription: SubscriptionView,
+    events: Iterable[NotificationEvent],
     page_size: int,
+    reads: EhrReads,
 ) -> None:
     needs_search = False
-    for event in parsed.events:
+    for event in events:
         if event.resource is not None:
-            apply_resource(session, deps, event.resource)
+            reads.resources.append((event.resource, False))
         elif event.focus:
-            fetch_and_apply(session, deps, event.focus)
+            _read_focus(deps, event.focus, reads)
         else:
             needs_search = True
     if needs_search:
-        catch_up_by_search(
-            session, deps, subscription.resource_type, subscription.good_through, page_size
-        )
+        found = search_since(deps, subscription.resource_type, subscription.good_through, page_size)
+        reads.resources.extend((resource, True) for resource in found)
+
+
+def _read_catch_up(
+    deps: SyncDeps, subscription: SubscriptionView, page_size: int, reads: EhrReads
+) -> None:
+    found = search_since(deps, subscription.resource_type, subscription.good_through, page_size)
+    reads.resources.extend((resource, True) for resource in found)
+    reads.caught_up = True
+
+
+def _read_recovery(
+    deps: SyncDeps,
+    subscription: SubscriptionView,
+    first: int,
+    last: int,
+    page_size: int,
+    reads: EhrReads,
+) -> None:
+    """Missed events with ``$events``; a ``_lastUpdated`` search where that fails."""
+    if subscription.remote_id:
+        try:
+            bundle = deps.ehr.operation(
+                f"Subscription/{subscription.remote_id}/$events",
+                params={
+                    "eventsSinceNumber": str(first),
+                    "eventsUntilNumber": str(last),
+                    "content": "full-resource",
+                },
+            )
+            parsed = parse_topic_bundle(bundle)
+            covered = {e.number for e in parsed.events}
+            if all(n in covered for n in range(first, last + 1)):
+                _read_events(deps, subscription, parsed.events, page_size, reads)
+                return
+        except EhrNotSupported:
+            log.info(
+                "EHR has no $events; searching instead", extra={"subscription": subscription.id}
+            )
+    _read_catch_up(deps, subscription, page_size, reads)
 
 
 def _close_gap(
-    session: Session,
     deps: SyncDeps,
     subscription: Subscription,
     parsed: ParsedNotification,
-    page_size: int,
     *,
     received_at: datetime,
 ) -> None:
+    """Bookkeeping after the events (and any recovery, already applied) are in."""
     numbers = [e.number for e in parsed.events if e.number is not None]
-    lowest = min(numbers) if numbers else None
     highest = max([*numbers, parsed.events_since_start or 0])
     through = subscription.events_through
     if parsed.status in ("error", "off"):
         subscription.status = parsed.status
-    gap_start = through + 1
-    gap_end = (lowest - 1) if lowest is not None else highest
-    if gap_end >= gap_start:
+    gap = _gap(parsed, through)
+    if gap is not None:
         log.warning(
             "event gap detected",
-            extra={"subscription": subscription.id, "from": gap_start, "to": gap_end},
+            extra={"subscription": subscription.id, "from": gap[0], "to": gap[1]},
         )
-        recover_events(session, deps, subscription, gap_start, gap_end, page_size)
     elif highest > through:
         subscription.good_through = max(
             subscription.good_through or received_at, received_at - deps.skew
@@ -215,38 +404,16 @@ def recover_events(
     last: int,
     page_size: int,
 ) -> None:
-    """Fetch missed events with ``$events``; fall back to a ``_lastUpdated`` search."""
-    if subscription.remote_id:
-        try:
-            bundle = deps.ehr.operation(
-                f"Subscription/{subscription.remote_id}/$events",
-                params={
-                    "eventsSinceNumber": str(first),
-                    "eventsUntilNumber": str(last),
-                    "content": "full-resource",
-                },
-            )
-            parsed = parse_topic_bundle(bundle)
-            covered = {e.number for e in parsed.events}
-            if all(n in covered for n in range(first, last + 1)):
-                _apply_events(session, deps, subscription, parsed, page_size)
-                return
-        except EhrNotSupported:
-            log.info(
-                "EHR has no $events; searching instead", extra={"subscription": subscription.id}
-            )
-    _catch_up_subscription(session, deps, subscription, page_size, started=deps.now)
+    """Fetch missed events with ``$events``; fall back to a ``_lastUpdated`` search.
 
-
-def _catch_up_subscription(
-    session: Session,
-    deps: SyncDeps,
-    subscription: Subscription,
-    page_size: int,
-    *,
-    started: datetime,
-) -> None:
-    catch_up_by_search(
-        session, deps, subscription.resource_type, subscription.good_through, page_size
-    )
-    subscription.good_through = started - deps.skew
+    For callers already inside a transaction (the periodic check): the reads come
+    first, then the versions are applied; only a version we cannot order is re-read
+    here, inside the transaction.
+    """
+    reads = EhrReads()
+    _read_recovery(deps, SubscriptionView.of(subscription), first, last, page_size, reads)
+    unordered = apply_reads(session, deps, reads)
+    if unordered:
+        apply_reads(session, deps, read_current(deps, unordered))
+    if reads.caught_up:
+        subscription.good_through = deps.now - deps.skew

@@ -3,8 +3,17 @@
 ``ensure_subscriptions`` is idempotent: run it twice and the EHR still holds one
 Subscription per resource type. Our endpoint URL carries our local id, so a
 Subscription found on the EHR can be adopted even by a fresh database.
-``check_subscription`` is the periodic health check: a Subscription the EHR
-set to ``error`` is reactivated and the downtime caught up by search.
+``check_subscription`` is the periodic health check. It reads the EHR's view and changes
+nothing on the EHR while that view is healthy (no re-PUT): a Subscription the EHR set to
+``error`` is reactivated and the downtime caught up by search; a topic Subscription whose
+heartbeats stopped (an EHR restart forgets them until a new handshake) is re-requested and
+caught up the same way; a classic Subscription, which has neither event numbers nor
+heartbeats, is caught up by a ``_lastUpdated`` search every
+``FHIR_BRIDGE_CLASSIC_CATCH_UP_SECONDS``.
+
+Topic URLs come from ``fhir_bridge.sync.topics``: configured per type, or discovered on the
+EHR and checked to fire on create and update; ``ensure_subscriptions`` refuses (one line
+per type) rather than subscribe to a topic that would miss a cancellation.
 
 Classic (R4) criteria are search URLs of the ``Type?`` form (``Appointment?``), as the
 R4 specification and HAPI FHIR require. Subscriptions created by earlier versions with
@@ -15,29 +24,44 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from fhir_bridge.fhir.client import EhrClient
-from fhir_bridge.fhir.errors import EhrNotFound, EhrNotSupported
+from fhir_bridge.fhir.errors import (
+    EhrAuthError,
+    EhrError,
+    EhrNotFound,
+    EhrNotSupported,
+    EhrUnavailable,
+    outcome_issue_codes,
+)
 from fhir_bridge.ingest.auth import subscription_token
 from fhir_bridge.ingest.parsing import parse_topic_bundle
+from fhir_bridge.settings import UserError
 from fhir_bridge.store.models import Subscription
 from fhir_bridge.sync import repository
 from fhir_bridge.sync.service import SyncDeps, catch_up_by_search, recover_events
+from fhir_bridge.sync.topics import TopicChoice, choose_topics, default_topic_url, discover_topics
 
 log = logging.getLogger(__name__)
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 BACKPORT_PROFILE = f"{BACKPORT}/backport-subscription"
-TOPIC_NAMES = {
-    "Appointment": "appointment-change",
-    "MedicationRequest": "medicationrequest-change",
-    "Encounter": "encounter-change",
-}
+# Local statuses that mean the EHR will not notify us (``create``/``status`` exit non-zero).
+FAILED_STATUSES = ("rejected", "error", "off")
+
+
+class TopicsRefused(UserError):
+    """No fitting topic for some resource types; ``lines`` has one line per type."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,10 @@ class SubscriptionPlan:
     topic_base: str
     heartbeat_period: int
     master_secret: str
+    # Topic URLs the operator named (FHIR_BRIDGE_SUBSCRIPTION_TOPICS, or an explicitly set
+    # topic base): used only if they fit. Types not named here are discovered.
+    topics: Mapping[str, str] = field(default_factory=dict)
+    classic_catch_up_seconds: int = 300
 
 
 def endpoint_for(plan: SubscriptionPlan, subscription_id: str) -> str:
@@ -66,22 +94,55 @@ def classic_criteria(resource_type: str) -> str:
 
 
 def criteria_for(plan: SubscriptionPlan, resource_type: str) -> str:
-    """The ``Subscription.criteria`` we ask for: a topic canonical URL, or a search URL."""
+    """The criteria asked for before discovery: the named topic (else our default), or a
+    search URL for classic Subscriptions."""
     if plan.kind == "topic":
-        return f"{plan.topic_base}/{TOPIC_NAMES[resource_type]}"
+        return plan.topics.get(resource_type) or default_topic_url(plan.topic_base, resource_type)
     return classic_criteria(resource_type)
 
 
-def _is_ours(plan: SubscriptionPlan, resource_type: str, criteria: str | None) -> bool:
-    """The criteria we ask for now, or what an earlier version asked for (bare ``Type``)."""
-    wanted = criteria_for(plan, resource_type)
-    return criteria == wanted or (plan.kind == "classic" and criteria == resource_type)
+def _reason(resource_type: str) -> str:
+    return f"fhir-bridge patient outreach: {resource_type} changes"
+
+
+def _is_ours(
+    plan: SubscriptionPlan, resource_type: str, wanted: str, remote: Mapping[str, Any]
+) -> bool:
+    """Ours for this type: today's criteria, an earlier version's (bare ``Type``), or an
+    earlier topic of ours for the type (named in ``reason``)."""
+    criteria = remote.get("criteria")
+    if criteria == wanted or (plan.kind == "classic" and criteria == resource_type):
+        return True
+    is_topic = isinstance(criteria, str) and criteria.startswith(("http://", "https://", "urn:"))
+    return plan.kind == "topic" and is_topic and remote.get("reason") == _reason(resource_type)
+
+
+def resolve_topics(
+    ehr: EhrClient, plan: SubscriptionPlan, resource_types: Iterable[str]
+) -> list[TopicChoice]:
+    """Discover the EHR's topics and choose one per type (refusals carry one line each)."""
+    try:
+        capability: dict[str, Any] | None = ehr.capabilities()
+    except EhrUnavailable:
+        raise
+    except EhrError:
+        capability = None
+    return choose_topics(
+        discover_topics(ehr, capability),
+        resource_types,
+        configured=plan.topics,
+        default_url=lambda rt: default_topic_url(plan.topic_base, rt),
+    )
 
 
 def build_subscription_resource(
-    plan: SubscriptionPlan, subscription_id: str, resource_type: str
+    plan: SubscriptionPlan,
+    subscription_id: str,
+    resource_type: str,
+    criteria: str | None = None,
 ) -> dict[str, Any]:
     """The R4 Subscription we ask the EHR to create (Backport IG profile for topics)."""
+    criteria = criteria or criteria_for(plan, resource_type)
     token = subscription_token(plan.master_secret, subscription_id)
     channel: dict[str, Any] = {
         "type": "rest-hook",
@@ -91,12 +152,12 @@ def build_subscription_resource(
     resource: dict[str, Any] = {
         "resourceType": "Subscription",
         "status": "requested",
-        "reason": f"fhir-bridge patient outreach: {resource_type} changes",
+        "reason": _reason(resource_type),
         "channel": channel,
     }
     if plan.kind == "topic":
         resource["meta"] = {"profile": [BACKPORT_PROFILE]}
-        resource["criteria"] = criteria_for(plan, resource_type)
+        resource["criteria"] = criteria
         channel["payload"] = "application/fhir+json"
         channel["_payload"] = {
             "extension": [
@@ -111,7 +172,7 @@ def build_subscription_resource(
                 }
             ]
     else:
-        resource["criteria"] = criteria_for(plan, resource_type)
+        resource["criteria"] = criteria
         if plan.payload != "empty":
             channel["payload"] = "application/fhir+json"
     return resource
@@ -124,28 +185,50 @@ def ensure_subscriptions(
     resource_types: tuple[str, ...],
     now: datetime,
 ) -> list[Subscription]:
-    """Create (or adopt, or reactivate) one Subscription per resource type."""
-    return [_ensure_one(session, ehr, plan, rt, now) for rt in resource_types]
+    """Create (or adopt, or reactivate) one Subscription per resource type.
+
+    Topic Subscriptions first choose a fitting topic per type; if any type has none,
+    :class:`TopicsRefused` is raised before anything is written. A Subscription the EHR
+    refuses is recorded with status ``rejected`` and the HTTP status and issue codes.
+    """
+    if plan.kind == "topic":
+        choices = resolve_topics(ehr, plan, resource_types)
+        refusals = [choice.refusal for choice in choices if choice.refusal]
+        if refusals:
+            raise TopicsRefused(refusals)
+        wanted = {choice.resource_type: str(choice.url) for choice in choices}
+    else:
+        wanted = {rt: classic_criteria(rt) for rt in resource_types}
+    return [_ensure_one(session, ehr, plan, rt, wanted[rt], now) for rt in resource_types]
 
 
 def _ensure_one(
-    session: Session, ehr: EhrClient, plan: SubscriptionPlan, resource_type: str, now: datetime
+    session: Session,
+    ehr: EhrClient,
+    plan: SubscriptionPlan,
+    resource_type: str,
+    criteria: str,
+    now: datetime,
 ) -> Subscription:
     local = repository.find_subscription(session, resource_type, plan.kind)
     if local is None:
-        local = _adopt_remote(session, ehr, plan, resource_type, now)
+        local = _adopt_remote(session, ehr, plan, resource_type, criteria, now)
     if local is not None and local.remote_id:
         try:
-            remote = ehr.read("Subscription", local.remote_id)
+            remote: dict[str, Any] | None = ehr.read("Subscription", local.remote_id)
         except EhrNotFound:
             remote = None
         if remote is not None and remote.get("channel", {}).get("endpoint") == local.endpoint:
-            if remote.get("status") in ("error", "off"):
-                _reactivate(ehr, plan, local, remote)
-            elif remote.get("criteria") != criteria_for(plan, resource_type):
-                remote = _rewrite_criteria(ehr, plan, local, remote)
-            local.criteria = criteria_for(plan, resource_type)
-            local.status = _local_status(remote.get("status"))
+            try:
+                if remote.get("status") in ("error", "off"):
+                    remote = _reactivate(ehr, plan, local, remote, criteria)
+                elif remote.get("criteria") != criteria:
+                    remote = _rewrite_criteria(ehr, plan, local, remote, criteria)
+            except EhrError as exc:
+                _rejected(local, exc)
+                return local
+            local.criteria = criteria
+            _take_remote_state(local, remote)
             return local
     if local is None:
         local = Subscription(
@@ -155,47 +238,83 @@ def _ensure_one(
             payload=plan.payload,
             criteria="",
             endpoint="",
-            heartbeat_period=plan.heartbeat_period,
+            heartbeat_period=_heartbeat_period(plan),
             events_through=0,
             good_through=now,
             created_at=now,
         )
         session.add(local)
-    resource = build_subscription_resource(plan, local.id, resource_type)
-    created = ehr.create(resource)
+    resource = build_subscription_resource(plan, local.id, resource_type, criteria)
+    local.criteria = resource["criteria"]
+    local.endpoint = resource["channel"]["endpoint"]
+    local.payload = plan.payload
+    local.heartbeat_period = _heartbeat_period(plan)
+    try:
+        created = ehr.create(resource)
+    except EhrError as exc:
+        local.remote_id = None
+        _rejected(local, exc)
+        return local
     # A new Subscription on the EHR numbers its events from 1 again (e.g. the old one was
     # deleted, or a sandbox EHR restarted); what the old one delivered says nothing of it.
     local.events_through = 0
     local.remote_id = created.get("id")
-    local.criteria = resource["criteria"]
-    local.endpoint = resource["channel"]["endpoint"]
-    local.payload = plan.payload
-    local.status = _local_status(created.get("status"))
+    _take_remote_state(local, created)
     log.info("subscription created", extra={"type": resource_type, "remote_id": local.remote_id})
     return local
 
 
+def _heartbeat_period(plan: SubscriptionPlan) -> int:
+    """Classic Subscriptions have no heartbeats, so nothing to miss."""
+    return plan.heartbeat_period if plan.kind == "topic" else 0
+
+
+def _rejected(local: Subscription, exc: EhrError) -> None:
+    """The EHR refused a write of our Subscription: say so, by status and issue codes only."""
+    if isinstance(exc, EhrUnavailable | EhrAuthError):
+        raise exc
+    codes = outcome_issue_codes(exc.outcome)
+    local.status = "rejected"
+    local.last_error = (f"HTTP {exc.status}" + (f" ({', '.join(codes)})" if codes else ""))[:200]
+    log.warning(
+        "the EHR rejected our Subscription",
+        extra={"type": local.resource_type, "status": exc.status},
+    )
+
+
+def _take_remote_state(local: Subscription, remote: Mapping[str, Any]) -> None:
+    """Our row shows what the EHR says: its status and its error text (clipped)."""
+    local.status = _local_status(remote.get("status"))
+    error = remote.get("error")
+    if local.status in ("error", "off"):
+        local.last_error = str(error or local.status)[:200]
+    elif local.status == "active":
+        local.last_error = None
+
+
 def _adopt_remote(
-    session: Session, ehr: EhrClient, plan: SubscriptionPlan, resource_type: str, now: datetime
+    session: Session,
+    ehr: EhrClient,
+    plan: SubscriptionPlan,
+    resource_type: str,
+    criteria: str,
+    now: datetime,
 ) -> Subscription | None:
     """Find a Subscription of ours on the EHR (by endpoint prefix) and record it locally."""
     prefix = f"{plan.public_base_url}/notifications/"
-    wanted = criteria_for(plan, resource_type)
     for remote in ehr.search_all("Subscription", {"_count": "100"}):
         endpoint = (remote.get("channel") or {}).get("endpoint") or ""
-        if not endpoint.startswith(prefix) or not _is_ours(
-            plan, resource_type, remote.get("criteria")
-        ):
+        if not endpoint.startswith(prefix) or not _is_ours(plan, resource_type, criteria, remote):
             continue
         local = Subscription(
             id=endpoint[len(prefix) :],
             resource_type=resource_type,
             kind=plan.kind,
             payload=plan.payload,
-            criteria=wanted,
+            criteria=str(remote.get("criteria") or criteria),
             endpoint=endpoint,
             remote_id=remote.get("id"),
-            heartbeat_period=plan.heartbeat_period,
+            heartbeat_period=_heartbeat_period(plan),
             events_through=0,
             good_through=now,
             created_at=now,
@@ -205,19 +324,23 @@ def _adopt_remote(
     return None
 
 
-def _local_status(remote_status: str | None) -> str:
-    return remote_status or "requested"
+def _local_status(remote_status: Any) -> str:
+    return str(remote_status or "requested")[:16]
 
 
 def _rewrite_criteria(
-    ehr: EhrClient, plan: SubscriptionPlan, local: Subscription, remote: dict[str, Any]
+    ehr: EhrClient,
+    plan: SubscriptionPlan,
+    local: Subscription,
+    remote: dict[str, Any],
+    criteria: str,
 ) -> dict[str, Any]:
-    """Bring a Subscription of ours up to today's criteria form (e.g. ``Appointment?``)."""
+    """Bring a Subscription of ours up to today's criteria (e.g. ``Appointment?``, a topic)."""
     log.info(
         "subscription criteria updated",
         extra={"subscription": local.id, "remote_id": remote.get("id")},
     )
-    updated = build_subscription_resource(plan, local.id, local.resource_type)
+    updated = build_subscription_resource(plan, local.id, local.resource_type, criteria)
     updated["id"] = remote["id"]
     if plan.kind == "classic" and remote.get("status") == "active":
         updated["status"] = "active"
@@ -225,18 +348,33 @@ def _rewrite_criteria(
 
 
 def _reactivate(
-    ehr: EhrClient, plan: SubscriptionPlan, local: Subscription, remote: dict[str, Any]
-) -> None:
+    ehr: EhrClient,
+    plan: SubscriptionPlan,
+    local: Subscription,
+    remote: dict[str, Any],
+    criteria: str,
+) -> dict[str, Any]:
     log.warning(
         "subscription was in error; reactivating",
         extra={"subscription": local.id, "remote_status": remote.get("status")},
     )
     local.last_error = str(remote.get("error") or remote.get("status"))[:200]
-    repaired = build_subscription_resource(plan, local.id, local.resource_type)
+    return _request_again(ehr, plan, local, remote, criteria)
+
+
+def _request_again(
+    ehr: EhrClient,
+    plan: SubscriptionPlan,
+    local: Subscription,
+    remote: Mapping[str, Any],
+    criteria: str,
+) -> dict[str, Any]:
+    """PUT our Subscription back as ``requested`` (topic: the EHR handshakes anew)."""
+    repaired = build_subscription_resource(plan, local.id, local.resource_type, criteria)
     repaired["id"] = remote["id"]
     if plan.kind == "classic":
         repaired["status"] = "active"
-    ehr.update(repaired)
+    return ehr.update(repaired) or repaired
 
 
 def check_subscription(
@@ -247,10 +385,13 @@ def check_subscription(
     subscription: Subscription,
     page_size: int,
 ) -> str:
-    """Periodic health check: ok, reactivated, gap, heartbeat-late or missing.
+    """Periodic health check; returns what it found (and did).
 
-    ``$status`` is asked on every check, so a missed heartbeat or a dropped
-    notification is noticed within one check interval and recovered at once.
+    ``ok``; ``requested`` (handshake pending); ``gap`` (missed events recovered);
+    ``reactivated`` (the EHR had it in error); ``heartbeat-late`` (heartbeats stopped:
+    re-requested and caught up by search); ``caught-up`` (classic periodic search);
+    ``missing`` (not on the EHR); ``rejected`` (the EHR refused our repair). A healthy
+    Subscription is only read, never written.
     """
     subscription.last_checked_at = deps.now
     if not subscription.remote_id:
@@ -259,19 +400,23 @@ def check_subscription(
         remote = ehr.read("Subscription", subscription.remote_id)
     except EhrNotFound:
         subscription.status = "off"
+        subscription.last_error = "not on the EHR"
         return "missing"
+    criteria = subscription.criteria or criteria_for(plan, subscription.resource_type)
     if remote.get("status") in ("error", "off"):
         # Counted before the search, so every event it names is covered by the search.
         counted = _remote_event_count(deps, subscription)
-        _reactivate(ehr, plan, subscription, remote)
-        catch_up_by_search(
-            session, deps, subscription.resource_type, subscription.good_through, page_size
-        )
-        subscription.good_through = deps.now - deps.skew
-        subscription.events_through = max(subscription.events_through, counted or 0)
-        subscription.status = "active"
+        try:
+            repaired = _reactivate(ehr, plan, subscription, remote, criteria)
+        except EhrError as exc:
+            _rejected(subscription, exc)
+            return "rejected"
+        _catch_up(session, deps, subscription, page_size, counted)
+        subscription.status = _local_status(repaired.get("status"))
         return "reactivated"
-    subscription.status = _local_status(remote.get("status"))
+    _take_remote_state(subscription, remote)
+    if subscription.kind != "topic":
+        return _classic_catch_up(session, deps, plan, subscription, page_size)
     events_since = _remote_event_count(deps, subscription)
     if events_since is not None and events_since > subscription.events_through:
         recover_events(
@@ -279,17 +424,65 @@ def check_subscription(
         )
         subscription.events_through = events_since
         return "gap"
+    if subscription.status == "requested":
+        return "requested"
     if _heartbeat_overdue(subscription, deps.now):
         log.warning(
-            "heartbeat overdue; $status shows nothing missed",
+            "heartbeat overdue; re-requesting the subscription and searching",
             extra={"subscription": subscription.id},
         )
+        try:
+            repaired = _request_again(ehr, plan, subscription, remote, criteria)
+        except EhrError as exc:
+            _rejected(subscription, exc)
+            return "rejected"
+        _catch_up(session, deps, subscription, page_size, events_since)
+        subscription.status = _local_status(repaired.get("status"))
         return "heartbeat-late"
     return "ok"
 
 
+def _catch_up(
+    session: Session,
+    deps: SyncDeps,
+    subscription: Subscription,
+    page_size: int,
+    counted: int | None,
+) -> None:
+    """Search what changed since we last had everything; the search covers ``counted``."""
+    catch_up_by_search(
+        session, deps, subscription.resource_type, subscription.good_through, page_size
+    )
+    subscription.good_through = deps.now - deps.skew
+    subscription.events_through = max(subscription.events_through, counted or 0)
+
+
+def _classic_catch_up(
+    session: Session,
+    deps: SyncDeps,
+    plan: SubscriptionPlan,
+    subscription: Subscription,
+    page_size: int,
+) -> str:
+    """Classic Subscriptions cannot show a lost notification: search every so often."""
+    due = timedelta(seconds=plan.classic_catch_up_seconds)
+    since = subscription.good_through
+    if since is not None and deps.now - since < due:
+        return "ok"
+    applied = catch_up_by_search(session, deps, subscription.resource_type, since, page_size)
+    subscription.good_through = deps.now - deps.skew
+    if applied:
+        log.info(
+            "classic catch-up search found changes",
+            extra={"subscription": subscription.id, "count": applied},
+        )
+    return "caught-up"
+
+
 def _heartbeat_overdue(subscription: Subscription, now: datetime) -> bool:
-    """No notification for two heartbeat periods (plus a little grace)."""
+    """No notification for two heartbeat periods (plus a little grace); topic only."""
+    if subscription.kind != "topic":
+        return False
     if not subscription.heartbeat_period or subscription.last_notification_at is None:
         return False
     allowed = timedelta(seconds=2 * subscription.heartbeat_period + 5)

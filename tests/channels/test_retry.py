@@ -1,45 +1,34 @@
-"""RetryPolicy: bounded exponential backoff with full jitter."""
+"""Retry-After: the provider's hint of when the delivery loop should come back."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from channels.retry import RetryPolicy
+from channels.retry import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
+
+NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 
 
-def upper_bound(low: float, high: float) -> float:
-    return high
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        pytest.param("2", 2.0, id="delay-seconds"),
+        pytest.param(" 1.5 ", 1.5, id="fractional-with-spaces"),
+        pytest.param("Tue, 01 Dec 2026 14:00:30 GMT", 30.0, id="http-date"),
+        pytest.param("Tue, 01 Dec 2026 13:59:00 GMT", 0.0, id="http-date-in-the-past"),
+        pytest.param("-5", 0.0, id="negative-is-now"),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_an_http_date(header: str, expected: float) -> None:
+    assert retry_after_seconds(header, now=NOW) == expected
 
 
-def test_delay_ceiling_doubles_per_retry_up_to_max_delay() -> None:
-    policy = RetryPolicy(base_delay=0.5, max_delay=3.0, jitter=upper_bound)
-
-    delays = [policy.delay_before_retry(n) for n in range(1, 6)]
-
-    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0]
+@pytest.mark.parametrize("header", [None, "", "soon", "nan"])
+def test_a_missing_or_unreadable_retry_after_is_none(header: str | None) -> None:
+    assert retry_after_seconds(header, now=NOW) is None
 
 
-def test_jitter_draws_between_zero_and_the_ceiling() -> None:
-    draws: list[tuple[float, float]] = []
-
-    def recording_jitter(low: float, high: float) -> float:
-        draws.append((low, high))
-        return low
-
-    policy = RetryPolicy(base_delay=1.0, jitter=recording_jitter)
-
-    policy.delay_before_retry(3)
-
-    assert draws == [(0.0, 4.0)]
-
-
-def test_retry_after_is_a_floor_capped_at_max_delay() -> None:
-    policy = RetryPolicy(base_delay=0.1, max_delay=5.0, jitter=lambda low, high: low)
-
-    assert policy.delay_before_retry(1, retry_after=2.0) == 2.0
-    assert policy.delay_before_retry(1, retry_after=60.0) == 5.0
-
-
-def test_at_least_one_attempt_is_required() -> None:
-    with pytest.raises(ValueError):
-        RetryPolicy(max_attempts=0)
+def test_a_huge_retry_after_is_capped_so_the_message_comes_back_within_the_hour() -> None:
+    assert retry_after_seconds("86400", now=NOW) == MAX_RETRY_AFTER_SECONDS

@@ -12,7 +12,13 @@ from channels.base import (
     PermanentChannelError,
     TransientChannelError,
 )
-from channels.smtp import BRIDGE_ID_HEADER, SmtpEmailAdapter, message_id_header
+from channels.smtp import (
+    BRIDGE_ID_HEADER,
+    MESSAGE_ID_DOMAIN,
+    SmtpEmailAdapter,
+    message_id_header,
+    sender_domain,
+)
 from tests.support.smtp import SmtpServer, free_port
 
 FROM_ADDRESS = "Riverside Clinic <no-reply@riverside-clinic.example.org>"
@@ -87,26 +93,81 @@ def test_text_only_message_is_sent_as_single_plain_part() -> None:
     assert server.messages[0].get_content_type() == "text/plain"
 
 
-def test_message_id_is_derived_from_our_id_so_retries_are_recognisable() -> None:
+def test_message_id_is_our_id_at_the_sender_domain_on_every_attempt() -> None:
     with SmtpServer() as server:
         adapter = adapter_for(server)
         first = adapter.send(appointment_reminder("comm-7f3c2a91"))
-        retry = adapter.send(appointment_reminder("comm-7f3c2a91"))
+        again = adapter.send(appointment_reminder("comm-7f3c2a91"))
 
-    assert first.provider_message_id == retry.provider_message_id == "<comm-7f3c2a91@fhir-bridge>"
-    assert [m["Message-ID"] for m in server.messages] == ["<comm-7f3c2a91@fhir-bridge>"] * 2
-    assert server.messages[0][BRIDGE_ID_HEADER] == "comm-7f3c2a91"
+    expected = "<comm-7f3c2a91@riverside-clinic.example.org>"
+    assert first.provider_message_id == again.provider_message_id == expected
+    assert server.message_ids() == [expected, expected]
+    assert server.received[0][BRIDGE_ID_HEADER] == "comm-7f3c2a91"
+
+
+def test_a_resent_email_reaches_the_mailbox_once_because_the_message_id_repeats() -> None:
+    with SmtpServer() as server:
+        adapter = adapter_for(server)
+        adapter.send(appointment_reminder("comm-7f3c2a91"))
+        adapter.send(appointment_reminder("comm-7f3c2a91"))
+        adapter.send(appointment_reminder("comm-5e2b1d04"))
+
+    assert len(server.received) == 3
+    assert [str(m["Message-ID"]) for m in server.messages] == [
+        "<comm-7f3c2a91@riverside-clinic.example.org>",
+        "<comm-5e2b1d04@riverside-clinic.example.org>",
+    ]
+
+
+def test_a_send_interrupted_while_the_server_holds_the_data_is_resent_with_the_same_id() -> None:
+    with SmtpServer() as server:
+        server.stall_data()
+        with pytest.raises(TransientChannelError) as error:
+            adapter_for(server, timeout=0.5).send(appointment_reminder("comm-7f3c2a91"))
+        server.release()
+        adapter_for(server).send(appointment_reminder("comm-7f3c2a91"))
+
+    assert error.value.code == "smtp-connection"
+    assert set(server.message_ids()) == {"<comm-7f3c2a91@riverside-clinic.example.org>"}
+    assert len(server.messages) == 1
+
+
+def test_a_send_whose_data_the_server_dropped_is_delivered_by_the_resend() -> None:
+    with SmtpServer() as server:
+        server.stall_data(deliver=False)
+        with pytest.raises(TransientChannelError):
+            adapter_for(server, timeout=0.5).send(appointment_reminder("comm-7f3c2a91"))
+        server.release()
+        adapter_for(server).send(appointment_reminder("comm-7f3c2a91"))
+
+    assert [str(m["Message-ID"]) for m in server.messages] == [
+        "<comm-7f3c2a91@riverside-clinic.example.org>"
+    ]
 
 
 @pytest.mark.parametrize(
     ("message_id", "expected"),
     [
-        pytest.param("0b6f1c7e-5d2a-4c1b", "<0b6f1c7e-5d2a-4c1b@fhir-bridge>", id="uuid-like"),
-        pytest.param("a b<c>@d", "<a=20b=3Cc=3E=40d@fhir-bridge>", id="unsafe-chars-escaped"),
+        pytest.param("0b6f1c7e-5d2a-4c1b", "<0b6f1c7e-5d2a-4c1b@clinic.example>", id="uuid-like"),
+        pytest.param("a b<c>@d", "<a=20b=3Cc=3E=40d@clinic.example>", id="unsafe-chars-escaped"),
+        pytest.param("..x..y.", "<x.y@clinic.example>", id="dots-collapsed"),
     ],
 )
 def test_message_id_header_is_a_valid_msg_id(message_id: str, expected: str) -> None:
-    assert message_id_header(message_id) == expected
+    assert message_id_header(message_id, "clinic.example") == expected
+
+
+@pytest.mark.parametrize(
+    ("from_address", "expected"),
+    [
+        pytest.param(FROM_ADDRESS, "riverside-clinic.example.org", id="display-name"),
+        pytest.param("recordatorios@Clínica.example", "xn--clnica-4va.example", id="idn"),
+        pytest.param("no-reply", MESSAGE_ID_DOMAIN, id="no-domain"),
+        pytest.param("x@bad_domain!", MESSAGE_ID_DOMAIN, id="invalid-domain"),
+    ],
+)
+def test_message_id_domain_is_the_sender_domain(from_address: str, expected: str) -> None:
+    assert sender_domain(from_address) == expected
 
 
 def test_starttls_is_used_when_configured() -> None:
@@ -197,6 +258,7 @@ def test_421_is_transient_and_a_later_retry_succeeds() -> None:
 
     assert error.value.code == "smtp-421"
     assert len(server.messages) == 1
+    assert len(server.received) == 1
 
 
 def test_connection_refused_is_transient() -> None:

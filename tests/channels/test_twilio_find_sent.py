@@ -1,16 +1,20 @@
-"""Crash reconciliation: find_sent after a worker died mid-send, journal in Redis DB 5."""
+"""Crash reconciliation: find_sent after a worker died mid-send.
+
+The database row is the record (``SentRecord``: recipient, text, time window); the journal in
+Redis DB 5 is only a cache that saves a search.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 
-from channels.base import OutboundMessage, TransientChannelError
-from channels.retry import RetryPolicy
-from channels.send_journal import RedisSendJournal, SendIntent
+from channels.base import OutboundMessage, SentRecord, TransientChannelError
+from channels.send_journal import InMemorySendJournal, RedisSendJournal, SendIntent, SendJournal
 from channels.twilio_sms import TwilioSmsAdapter
-from tests.channels.conftest import RecordingSleep
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.smtp import free_port
 
@@ -47,7 +51,7 @@ def adapters(
 
 def worker(
     fake_twilio: FakeTwilio,
-    journal: RedisSendJournal,
+    journal: SendJournal,
     adapters: list[TwilioSmsAdapter],
 ) -> TwilioSmsAdapter:
     adapter = TwilioSmsAdapter(
@@ -56,7 +60,6 @@ def worker(
         from_number=CLINIC_NUMBER,
         base_url=fake_twilio.base_url,
         journal=journal,
-        retry=RetryPolicy(max_attempts=2, sleep=RecordingSleep()),
     )
     adapters.append(adapter)
     return adapter
@@ -100,6 +103,7 @@ def test_find_sent_reports_current_status_of_a_journalled_sid(
     fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
 ) -> None:
     journal = RedisSendJournal(redis_url, prefix=redis_prefix)
+    fake_twilio.hold_queued = True
     receipt = worker(fake_twilio, journal, adapters).send(reminder())
     fake_twilio.messages[receipt.provider_message_id]["status"] = "delivered"
 
@@ -141,7 +145,7 @@ def test_find_sent_does_not_match_a_different_text_to_the_same_number(
     crashing = worker(
         fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters
     )
-    fake_twilio.fail_next(2, status=429)
+    fake_twilio.fail_next(1, status=429)
     with pytest.raises(TransientChannelError):
         crashing.send(reminder("comm-4c1e9a"))
 
@@ -222,9 +226,111 @@ def test_resend_after_a_failed_attempt_does_create_the_message(
     fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
 ) -> None:
     journal = RedisSendJournal(redis_url, prefix=redis_prefix)
-    fake_twilio.fail_next(2, status=503)
+    fake_twilio.fail_next(1, status=503)
     with pytest.raises(TransientChannelError):
         worker(fake_twilio, journal, adapters).send(reminder())
+
+    receipt = worker(fake_twilio, journal, adapters).send(reminder())
+
+    assert list(fake_twilio.messages) == [receipt.provider_message_id]
+
+
+def row_of(message: OutboundMessage, *, planned: datetime | None = None) -> SentRecord:
+    """What the ``sending`` row holds: address, text, and its lifetime up to now."""
+    now = datetime.now(UTC)
+    return SentRecord(
+        message_id=message.message_id,
+        to=message.to,
+        text=message.text,
+        not_before=planned or now - timedelta(hours=2),
+        not_after=now,
+    )
+
+
+def crash_after_create(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    crashing = worker(
+        fake_twilio, CrashAfterCreateJournal(redis_url, prefix=redis_prefix), adapters
+    )
+    with pytest.raises(SimulatedCrash):
+        crashing.send(reminder("comm-4c1e9a"))
+
+
+def test_the_row_finds_the_message_after_redis_came_back_empty(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    crash_after_create(fake_twilio, redis_url, redis_prefix, adapters)
+    client = redis.Redis.from_url(redis_url)
+    client.delete(*client.scan_iter(match=redis_prefix + "*"))
+    client.close()
+    restarted = worker(fake_twilio, RedisSendJournal(redis_url, prefix=redis_prefix), adapters)
+
+    found = restarted.find_sent("comm-4c1e9a", row_of(reminder("comm-4c1e9a")))
+
+    assert found is not None
+    assert list(fake_twilio.messages) == [found.provider_message_id]
+    today = datetime.now(UTC).date()
+    assert any(
+        q.get("To") == PATIENT_NUMBER
+        and q.get("DateSent>") in {today.isoformat(), (today - timedelta(days=1)).isoformat()}
+        for q in fake_twilio.list_requests
+    )
+
+
+def test_the_row_finds_a_message_still_queued_at_twilio_without_a_date_sent(
+    fake_twilio: FakeTwilio, redis_url: str, redis_prefix: str, adapters: list[TwilioSmsAdapter]
+) -> None:
+    fake_twilio.hold_queued = True
+    crash_after_create(fake_twilio, redis_url, redis_prefix, adapters)
+
+    found = worker(fake_twilio, InMemorySendJournal(), adapters).find_sent(
+        "comm-4c1e9a", row_of(reminder("comm-4c1e9a"))
+    )
+
+    assert found is not None and found.status == "queued"
+
+
+def test_the_row_finds_nothing_when_twilio_never_got_the_message(
+    fake_twilio: FakeTwilio, adapters: list[TwilioSmsAdapter]
+) -> None:
+    adapter = worker(fake_twilio, InMemorySendJournal(), adapters)
+    adapter.send(reminder("comm-other", text="Riverside Clinic: your lab visit Wed 3 Dec 08:00"))
+
+    assert adapter.find_sent("comm-4c1e9a", row_of(reminder("comm-4c1e9a"))) is None
+
+
+def test_the_same_text_sent_before_the_row_existed_is_not_taken_for_it(
+    fake_twilio: FakeTwilio, adapters: list[TwilioSmsAdapter]
+) -> None:
+    adapter = worker(fake_twilio, InMemorySendJournal(), adapters)
+    adapter.send(reminder("comm-last-week"))
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    assert adapter.find_sent("comm-4c1e9a", row_of(reminder("comm-4c1e9a"), planned=later)) is None
+
+
+def test_the_row_lookup_raises_transient_when_twilio_cannot_be_asked(
+    fake_twilio: FakeTwilio, adapters: list[TwilioSmsAdapter]
+) -> None:
+    unreachable = TwilioSmsAdapter(
+        account_sid=fake_twilio.account_sid,
+        auth_token=fake_twilio.auth_token,
+        from_number=CLINIC_NUMBER,
+        base_url=f"http://127.0.0.1:{free_port()}",
+    )
+    adapters.append(unreachable)
+
+    with pytest.raises(TransientChannelError) as error:
+        unreachable.find_sent("comm-4c1e9a", row_of(reminder("comm-4c1e9a")))
+
+    assert error.value.code == "twilio-lookup"
+
+
+def test_a_journal_that_cannot_reach_redis_does_not_stop_a_send(
+    fake_twilio: FakeTwilio, adapters: list[TwilioSmsAdapter]
+) -> None:
+    journal = RedisSendJournal(f"redis://127.0.0.1:{free_port()}/0")
 
     receipt = worker(fake_twilio, journal, adapters).send(reminder())
 

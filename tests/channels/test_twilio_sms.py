@@ -1,4 +1,4 @@
-"""TwilioSmsAdapter against the local fake Twilio server: sends, errors, retries, callbacks."""
+"""TwilioSmsAdapter against the local fake Twilio server: sends, errors (one try), callbacks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from channels.base import OutboundMessage, PermanentChannelError, TransientChannelError
 from channels.ratelimit import RedisTokenBucket
-from channels.retry import RetryPolicy
 from channels.twilio_signature import is_valid_signature
 from channels.twilio_sms import CALLBACK_ID_PARAM, TwilioSmsAdapter
 from tests.channels.conftest import RecordingSleep
@@ -34,9 +33,7 @@ def reminder(message_id: str = "comm-4c1e9a", to: str = PATIENT_NUMBER) -> Outbo
 
 
 @pytest.fixture
-def make_adapter(
-    fake_twilio: FakeTwilio, recording_sleep: RecordingSleep
-) -> Iterator[AdapterFactory]:
+def make_adapter(fake_twilio: FakeTwilio) -> Iterator[AdapterFactory]:
     created: list[TwilioSmsAdapter] = []
 
     def build(**overrides: object) -> TwilioSmsAdapter:
@@ -46,7 +43,6 @@ def make_adapter(
             "from_number": CLINIC_NUMBER,
             "base_url": fake_twilio.base_url,
             "timeout": 5.0,
-            "retry": RetryPolicy(max_attempts=4, sleep=recording_sleep),
         }
         options.update(overrides)
         adapter = TwilioSmsAdapter(**options)  # type: ignore[arg-type]
@@ -181,51 +177,63 @@ def test_invalid_or_non_mobile_number_is_permanent_invalid_address(
     assert len(fake_twilio.create_requests) == 1
 
 
-def test_429_is_retried_with_backoff_then_succeeds(
-    fake_twilio: FakeTwilio, make_adapter: AdapterFactory, recording_sleep: RecordingSleep
-) -> None:
-    fake_twilio.fail_next(2, status=429)
-
-    receipt = make_adapter().send(reminder())
-
-    assert receipt.status == "queued"
-    assert len(fake_twilio.create_requests) == 3
-    assert len(recording_sleep.delays) == 2
-    assert len(fake_twilio.messages) == 1
-
-
-def test_retry_after_header_sets_the_minimum_delay(
-    fake_twilio: FakeTwilio, make_adapter: AdapterFactory, recording_sleep: RecordingSleep
+def test_429_is_tried_once_and_raised_with_twilio_retry_after(
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
 ) -> None:
     fake_twilio.fail_next(1, status=429, retry_after=2.0)
 
-    make_adapter().send(reminder())
-
-    assert recording_sleep.delays[0] >= 2.0
-
-
-def test_500_until_attempts_exhausted_raises_transient(
-    fake_twilio: FakeTwilio, make_adapter: AdapterFactory, recording_sleep: RecordingSleep
-) -> None:
-    fake_twilio.fail_next(10, status=500)
-    adapter = make_adapter(retry=RetryPolicy(max_attempts=3, sleep=recording_sleep))
-
     with pytest.raises(TransientChannelError) as error:
-        adapter.send(reminder())
+        make_adapter().send(reminder())
 
-    assert error.value.code == "20500"
-    assert len(fake_twilio.create_requests) == 3
-    assert len(recording_sleep.delays) == 2
+    assert (error.value.code, error.value.retry_after) == ("20429", 2.0)
+    assert len(fake_twilio.create_requests) == 1
     assert fake_twilio.messages == {}
 
 
-def test_connection_refused_is_transient(recording_sleep: RecordingSleep) -> None:
+def test_429_without_retry_after_leaves_the_delay_to_the_caller(
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
+) -> None:
+    fake_twilio.fail_next(1, status=429)
+
+    with pytest.raises(TransientChannelError) as error:
+        make_adapter().send(reminder())
+
+    assert error.value.retry_after is None
+
+
+def test_500_is_tried_once_and_raised_as_transient(
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
+) -> None:
+    fake_twilio.fail_next(10, status=500)
+
+    with pytest.raises(TransientChannelError) as error:
+        make_adapter().send(reminder())
+
+    assert error.value.code == "20500"
+    assert len(fake_twilio.create_requests) == 1
+    assert fake_twilio.messages == {}
+
+
+def test_the_callers_next_attempt_after_a_429_creates_the_message_once(
+    fake_twilio: FakeTwilio, make_adapter: AdapterFactory
+) -> None:
+    fake_twilio.fail_next(1, status=429)
+    adapter = make_adapter()
+    with pytest.raises(TransientChannelError):
+        adapter.send(reminder())
+
+    receipt = adapter.send(reminder())
+
+    assert len(fake_twilio.create_requests) == 2
+    assert list(fake_twilio.messages) == [receipt.provider_message_id]
+
+
+def test_connection_refused_is_transient() -> None:
     adapter = TwilioSmsAdapter(
         account_sid="AC" + "0" * 32,
         auth_token=AUTH_TOKEN,
         from_number=CLINIC_NUMBER,
         base_url=f"http://127.0.0.1:{free_port()}",
-        retry=RetryPolicy(max_attempts=2, sleep=recording_sleep),
     )
 
     with pytest.raises(TransientChannelError) as error:
@@ -291,6 +299,8 @@ def test_logs_carry_ids_and_codes_but_no_number_or_text(
     fake_twilio.invalid_numbers.add("+15005550001")
     adapter = make_adapter()
 
+    with pytest.raises(TransientChannelError):
+        adapter.send(reminder("comm-ok"))
     adapter.send(reminder("comm-ok"))
     with pytest.raises(PermanentChannelError) as error:
         adapter.send(reminder("comm-bad", to="+15005550001"))

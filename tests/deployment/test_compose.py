@@ -356,7 +356,7 @@ def test_env_example_filled_in_is_a_valid_configuration(
     placeholders = {
         "POSTGRES_PASSWORD": "pw",
         "FHIR_BRIDGE_PUBLIC_BASE_URL": "https://bridge.clinic.example",
-        "FHIR_BRIDGE_NOTIFICATION_SECRET": "n" * 64,
+        "FHIR_BRIDGE_NOTIFICATION_SECRET": "Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue-n7Kq2xV4bT9",
         "FHIR_BRIDGE_EHR_BASE_URL": "https://ehr.clinic.example/fhir/R4",
         "FHIR_BRIDGE_EHR_CLIENT_ID": "fhir-bridge",
     }

@@ -14,7 +14,9 @@ def test_smtp_email_without_a_notification_secret_is_refused() -> None:
 
 def test_smtp_email_with_a_notification_secret_is_accepted() -> None:
     settings = load_settings(
-        email_provider="smtp", smtp_host="127.0.0.1", notification_secret="s3cr3t-7f3a9c"
+        email_provider="smtp",
+        smtp_host="127.0.0.1",
+        notification_secret="s3cr3t-7f3a9c-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue",
     )
 
     assert (settings.email_unsubscribe_days, settings.email_unsubscribe_mailto) == (365, None)

@@ -9,6 +9,8 @@ import pytest
 
 from fhir_bridge.settings import SettingsError, ensure_notification_secret, load_settings
 
+VAULT_SECRET = "from-the-vault-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue"
+
 
 def test_defaults_are_the_embedded_sqlite_and_filesystem_broker() -> None:
     settings = load_settings()
@@ -29,7 +31,7 @@ def test_smart_backend_auth_requires_a_client_id_and_a_key() -> None:
 def test_twilio_without_credentials_is_refused_without_echoing_secrets() -> None:
     with pytest.raises(SettingsError) as error:
         load_settings(sms_provider="twilio", twilio_auth_token="s3cret-token-value")
-    assert "twilio_account_sid" in str(error.value)
+    assert "FHIR_BRIDGE_TWILIO_ACCOUNT_SID" in str(error.value)
     assert "s3cret-token-value" not in str(error.value)
 
 
@@ -60,8 +62,8 @@ def test_the_data_folders_secret_is_used_when_the_variable_is_unset(
 
 def test_a_configured_secret_beats_the_data_folders(tmp_path: Path) -> None:
     (tmp_path / "notification-secret").write_text("from-the-folder")
-    settings = load_settings(data_dir=tmp_path, notification_secret="from-the-vault")
-    assert settings.require_notification_secret() == "from-the-vault"
+    settings = load_settings(data_dir=tmp_path, notification_secret=VAULT_SECRET)
+    assert settings.require_notification_secret() == VAULT_SECRET
     assert not ensure_notification_secret(settings)
 
 

@@ -49,7 +49,7 @@ def clinic_env(tmp_path: Path, ehr: EhrServer, *, register_key: bool = True) -> 
         "FHIR_BRIDGE_EHR_AUTH": "smart-backend",
         "FHIR_BRIDGE_EHR_CLIENT_ID": CLIENT_ID,
         "FHIR_BRIDGE_EHR_PRIVATE_KEY": pem,
-        "FHIR_BRIDGE_NOTIFICATION_SECRET": "lakeside-notification-secret-41c7",
+        "FHIR_BRIDGE_NOTIFICATION_SECRET": "lakeside-41c7-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue",
         "FHIR_BRIDGE_RULES_FILE": str(write_clinic_rules(tmp_path / "clinic-rules.yaml")),
     }
 

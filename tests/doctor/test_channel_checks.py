@@ -15,7 +15,7 @@ from fhir_bridge.settings import load_settings
 from tests.support.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.support.smtp import SmtpServer
 
-SECRET = "lakeside-notification-secret-41c7"
+SECRET = "lakeside-notification-secret-41c7-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue"
 RELAY_USER = "reminders@lakeside-fp.org"
 RELAY_PASSWORD = "relay-pass-77"
 REDIS_URL = "redis://127.0.0.1:6379/5"

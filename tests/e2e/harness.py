@@ -21,7 +21,7 @@ from tests.support.databases import postgres_database
 from tests.support.smtp import SmtpServer
 
 REDIS_BROKER = "redis://127.0.0.1:6379/2"
-NOTIFICATION_SECRET = "e2e-notification-secret-7f3a9c"
+NOTIFICATION_SECRET = "e2e-notification-secret-Hq3v9XkR2mWp7LsN4tYb8ZcJ6dFg"
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "rules" / "default_rules.yaml"
 
 
@@ -59,6 +59,7 @@ def running_stack(
     payload: str = "id-only",
     fhir_version: str = "R4",
     supports_events: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     with ExitStack() as stack:
         ehr = stack.enter_context(
@@ -96,6 +97,7 @@ def running_stack(
             "FHIR_BRIDGE_SUBSCRIPTION_CHECK_INTERVAL_SECONDS": "2",
             "FHIR_BRIDGE_LEASE_SECONDS": "8",
             "FHIR_BRIDGE_CLOCK_SKEW_SECONDS": "2",
+            **(extra_env or {}),
         }
         bridge = BridgeProcesses(env, tmp_path)
         stack.callback(bridge.stop)

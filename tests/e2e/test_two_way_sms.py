@@ -119,7 +119,7 @@ def sms_stack(tmp_path: Path) -> Iterator[SmsStack]:
             "FHIR_BRIDGE_EHR_SIGNING_ALG": "ES384",
             "FHIR_BRIDGE_EHR_SCOPE": TWO_WAY_SCOPE,
             "FHIR_BRIDGE_HEARTBEAT_PERIOD_SECONDS": "5",
-            "FHIR_BRIDGE_NOTIFICATION_SECRET": "e2e-notification-secret-sms-41c2",
+            "FHIR_BRIDGE_NOTIFICATION_SECRET": "e2e-sms-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue-n7Kq2x",
             "FHIR_BRIDGE_EMAIL_PROVIDER": "none",
             "FHIR_BRIDGE_SMS_PROVIDER": "twilio",
             "FHIR_BRIDGE_TWILIO_BASE_URL": twilio.base_url,

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from channels.twilio_signature import compute_signature
-from fhir_bridge.api import twilio_webhooks
+from fhir_bridge import tasks
 from fhir_bridge.api.app import create_app
 from fhir_bridge.runtime import Runtime
 from fhir_bridge.settings import load_settings
@@ -99,7 +99,7 @@ def two_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TwoWay]
             enqueued.append((task, args))
             return True
 
-        monkeypatch.setattr(twilio_webhooks, "try_enqueue", record)
+        monkeypatch.setattr(tasks, "try_enqueue", record)
         with TestClient(create_app(runtime)) as client:
             yield TwoWay(runtime, client, ehr, sms, enqueued)
         runtime.engine.dispose()

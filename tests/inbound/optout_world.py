@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from channels.twilio_signature import compute_signature
-from fhir_bridge.api import twilio_webhooks
+from fhir_bridge import tasks
 from fhir_bridge.api.app import create_app
 from fhir_bridge.inbound.jobs import process_inbound_message
 from fhir_bridge.runtime import Runtime
@@ -25,7 +25,7 @@ from tests.inbound.conftest import AUTH_TOKEN, NOW, PATIENT_PHONE, PATIENT_REF, 
 from tests.inbound.doubles import RecordingSms
 from tests.support.databases import sqlite_database
 
-NOTIFICATION_SECRET = "riverside-notification-secret-0c9f3b71d2"
+NOTIFICATION_SECRET = "riverside-notification-secret-0c9f3b71d2-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue"
 INBOUND_SYSTEM = "urn:fhir-bridge:inbound-sms"
 
 
@@ -116,7 +116,7 @@ def open_world(
             world_enqueued.append((task, args))
             return True
 
-        monkeypatch.setattr(twilio_webhooks, "try_enqueue", record)
+        monkeypatch.setattr(tasks, "try_enqueue", record)
         with TestClient(create_app(runtime)) as client:
             yield OptOutWorld(runtime, client, ehr, clock, world_enqueued)
         runtime.ehr.close()

@@ -53,7 +53,7 @@ class TwilioLike(ChannelAdapter):
     def send(self, message: OutboundMessage) -> SendReceipt:
         raise AssertionError("reconciliation must never resend")
 
-    def find_sent(self, message_id: str) -> SendReceipt | None:
+    def find_sent(self, message_id: str, record: object = None) -> SendReceipt | None:
         return self.sent.get(message_id)
 
 

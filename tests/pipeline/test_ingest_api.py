@@ -367,3 +367,235 @@ def test_inbox_counts_one_row_per_distinct_event(
 
     with transaction(runtime.sessions) as session:
         assert session.scalar(select(func.count()).select_from(InboxNotification)) == 3
+
+
+# No 5xx for any input: every malformed shape is a 4xx OperationOutcome and stores nothing.
+
+
+@pytest.fixture
+def roomy_client(database_url: str, tmp_path: Path) -> Iterator[tuple[TestClient, Runtime]]:
+    """The API with the default 1 MB body limit, so the body's shape, not its size, decides."""
+    rt = make_runtime(database_url, tmp_path / "roomy")
+    add_subscription(rt, subscription_id=SUBSCRIPTION_ID)
+    with TestClient(create_app(rt)) as test_client:
+        yield test_client, rt
+    rt.engine.dispose()
+
+
+def _refused(response: Any, status: int = 400) -> str:
+    assert response.status_code == status
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    return str(body["issue"][0]["code"])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param({"Authorization": "Bearer tökén-für-dr-núñez"}, id="authorization"),
+        pytest.param({"X-Signature": "firmá-inválida"}, id="x-signature"),
+    ],
+)
+def test_non_ascii_credentials_are_refused_alike_for_known_and_unknown_subscriptions(
+    client: TestClient, runtime: Runtime, header: dict[str, str]
+) -> None:
+    unknown = "9a8b7c6d-0000-4000-8000-000000000000"
+    body = json.dumps(_id_only_event()).encode("utf-8")
+    headers = {"Content-Type": FHIR_JSON, **{k: v.encode("utf-8") for k, v in header.items()}}
+
+    known_answer = client.post(f"/notifications/{SUBSCRIPTION_ID}", content=body, headers=headers)
+    unknown_answer = client.post(f"/notifications/{unknown}", content=body, headers=headers)
+
+    assert (known_answer.status_code, unknown_answer.status_code) == (401, 401)
+    assert known_answer.json() == unknown_answer.json()
+    assert _inbox(runtime) == []
+
+
+def test_a_nul_byte_in_the_subscription_id_is_refused_as_unauthenticated(
+    client: TestClient, runtime: Runtime
+) -> None:
+    response = client.post(
+        "/notifications/3f1d2c4b%00-5a69", content=json.dumps(_id_only_event()), headers=_bearer()
+    )
+
+    assert _refused(response, 401) == "login"
+    assert _inbox(runtime) == []
+
+
+def test_json_nested_a_hundred_thousand_levels_deep_is_refused(
+    roomy_client: tuple[TestClient, Runtime],
+) -> None:
+    client, rt = roomy_client
+    deep = b'{"resourceType": "Bundle", "type": "history", "entry": ' + b"[" * 100_000
+    deep += b"]" * 100_000 + b"}"
+
+    response = client.post(f"/notifications/{SUBSCRIPTION_ID}", content=deep, headers=_bearer())
+
+    assert _refused(response) == "too-costly"
+    assert _inbox(rt) == []
+
+
+def test_a_five_thousand_digit_number_is_refused(
+    roomy_client: tuple[TestClient, Runtime],
+) -> None:
+    client, rt = roomy_client
+    text = json.dumps(_id_only_event()).replace('"1"', "9" * 5000, 1)
+
+    response = client.post(f"/notifications/{SUBSCRIPTION_ID}", content=text, headers=_bearer())
+
+    assert response.status_code == 400
+    assert _inbox(rt) == []
+
+
+def _with(change: str) -> dict[str, Any]:
+    """The id-only event with one part replaced by a value of the wrong JSON type."""
+    bundle = _id_only_event()
+    parameters = bundle["entry"][0]["resource"]["parameter"]
+    event = next(p for p in parameters if p["name"] == "notification-event")
+    if change == "entry-string":
+        bundle["entry"][0] = "Parameters/7d0c2d0e"
+    elif change == "resource-list":
+        bundle["entry"][0]["resource"] = [bundle["entry"][0]["resource"]]
+    elif change == "parameter-object":
+        bundle["entry"][0]["resource"]["parameter"] = {"name": "type"}
+    elif change == "parameter-item-string":
+        parameters.append("notification-event")
+    elif change == "type-list":
+        next(p for p in parameters if p["name"] == "type")["valueCode"] = ["event-notification"]
+    elif change == "focus-string":
+        event["part"].append({"name": "focus", "valueReference": "Appointment/eWLhfjXH"})
+    elif change == "focus-reference-number":
+        event["part"].append({"name": "focus", "valueReference": {"reference": 42}})
+    elif change == "part-object":
+        event["part"] = {"name": "event-number", "valueString": "1"}
+    elif change == "part-item-number":
+        event["part"].append(7)
+    elif change == "event-number-object":
+        event["part"][0]["valueString"] = {"value": 1}
+    elif change == "full-resource-string":
+        bundle["entry"].append({"resource": "Appointment/eWLhfjXH"})
+    elif change == "entry-not-a-list":
+        bundle["entry"] = {"resource": bundle["entry"][0]["resource"]}
+    return bundle
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "entry-string",
+        "resource-list",
+        "parameter-object",
+        "parameter-item-string",
+        "type-list",
+        "focus-string",
+        "focus-reference-number",
+        "part-object",
+        "part-item-number",
+        "event-number-object",
+        "full-resource-string",
+        "entry-not-a-list",
+    ],
+)
+def test_a_value_of_the_wrong_json_type_is_a_400_and_nothing_is_stored(
+    client: TestClient, runtime: Runtime, enqueued: list[int], change: str
+) -> None:
+    response = _post(client, _with(change))
+
+    _refused(response)
+    assert _inbox(runtime) == []
+    assert enqueued == []
+
+
+def _event(number: int | str) -> dict[str, Any]:
+    status = r4_status("event-notification", events=[(1, "Appointment/eWLhfjXHp4RUczv2VLqhCGQ3")])
+    event = next(p for p in status["parameter"] if p["name"] == "notification-event")
+    event["part"][0]["valueString"] = str(number)
+    return notification_bundle(status)
+
+
+@pytest.mark.parametrize("number", [2**31, 2**63, "-1", "٣", "²"])
+def test_an_event_number_beyond_what_the_store_counts_is_refused(
+    client: TestClient, runtime: Runtime, number: int | str
+) -> None:
+    response = _post(client, _event(number))
+
+    assert _refused(response) == "value"
+    assert _inbox(runtime) == []
+
+
+def test_the_largest_32_bit_event_number_is_accepted(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    response = _post(client, _event(2**31 - 1))
+
+    assert response.status_code == 200
+    assert len(_inbox(runtime)) == 1
+
+
+def test_a_nul_character_anywhere_in_the_body_is_refused(
+    client: TestClient, runtime: Runtime
+) -> None:
+    bad = appointment()
+    bad["description"] = "Seguimiento\u0000 con la Dra. Núñez"
+
+    response = client.put(
+        f"/notifications/{SUBSCRIPTION_ID}/Appointment/{bad['id']}",
+        content=json.dumps(bad),
+        headers=_bearer(),
+    )
+
+    assert _refused(response) == "value"
+    assert _inbox(runtime) == []
+
+
+def test_a_resource_id_longer_than_fhir_allows_is_refused(
+    client: TestClient, runtime: Runtime
+) -> None:
+    long_id = "eWLhfjXHp4RUczv2VLqhCGQ3" * 3
+
+    response = client.put(
+        f"/notifications/{SUBSCRIPTION_ID}/Appointment/{long_id}",
+        content=json.dumps(appointment(appointment_id=long_id)),
+        headers=_bearer(),
+    )
+
+    assert response.status_code == 400
+    assert _inbox(runtime) == []
+
+
+def test_long_dedupe_keys_stay_within_the_column_and_distinct(
+    client: TestClient, runtime: Runtime, enqueued: list[int]
+) -> None:
+    long_sub = "0d9c8b7a-6f5e-4d3c-9b2a-1f0e9d8c7b6a"
+    add_subscription(
+        runtime, subscription_id=long_sub, resource_type="Encounter", remote_id="r" * 128
+    )
+    appointment_id = "A" * 64
+    first = appointment(appointment_id=appointment_id, version="v" * 63 + "1")
+    second = appointment(appointment_id=appointment_id, version="v" * 63 + "2")
+
+    for resource in (first, second):
+        response = client.put(
+            f"/notifications/{long_sub}/Appointment/{appointment_id}",
+            content=json.dumps(resource),
+            headers=_bearer(long_sub),
+        )
+        assert response.status_code == 200
+
+    keys = [row.dedupe_key for row in _inbox(runtime)]
+    assert len(keys) == 2
+    assert len(set(keys)) == 2
+    assert all(len(key) <= 255 for key in keys)
+
+
+def test_an_unreachable_database_is_a_503_with_retry_after(tmp_path: Path) -> None:
+    rt = make_runtime("postgresql://postgres@127.0.0.1:9/fhir_bridge", tmp_path)
+    with TestClient(create_app(rt)) as unreachable:
+        response = unreachable.post(
+            f"/notifications/{SUBSCRIPTION_ID}",
+            content=json.dumps(_id_only_event()),
+            headers=_bearer(),
+        )
+
+    assert _refused(response, 503) == "transient"
+    assert int(response.headers["Retry-After"]) > 0

@@ -75,25 +75,6 @@ def test_the_same_version_twice_is_applied_once(ehr: EhrServer, ehr_runtime: Run
     assert outcomes == ["applied", "duplicate"]
 
 
-def test_a_version_we_cannot_order_is_re_read_from_the_ehr(
-    ehr: EhrServer, ehr_runtime: Runtime
-) -> None:
-    booked = _book(ehr)
-    _apply(ehr_runtime, booked)
-    ehr.update({**booked, "status": "cancelled"})
-    opaque = copy.deepcopy(booked)
-    opaque["meta"] = {"versionId": "W-8f3a"}
-    reads_before = interactions(ehr).get("Appointment.read", 0)
-
-    outcome = _apply(ehr_runtime, opaque)
-
-    assert outcome == "applied"
-    assert interactions(ehr)["Appointment.read"] == reads_before + 1
-    current = stored(ehr_runtime, "Appointment", booked["id"])
-    assert current is not None
-    assert (current["meta"]["versionId"], current["status"]) == ("2", "cancelled")
-
-
 def test_an_id_only_event_fetches_the_focus_from_the_ehr(
     ehr: EhrServer, ehr_runtime: Runtime, receiver: NotificationReceiver
 ) -> None:

@@ -77,7 +77,7 @@ def panel(tmp_path: Path, ehr: EhrServer) -> Iterator[PanelApp]:
             ehr_static_token=ehr.static_token,
             public_base_url="http://testserver",
             smart_client_id=CLIENT_ID,
-            notification_secret="test-notification-secret-0123456789",
+            notification_secret="test-notification-secret-0123456789-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue",
             log_level="WARNING",
         )
         runtime = Runtime(settings=settings, clock=lambda: NOW)

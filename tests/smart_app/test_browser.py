@@ -63,7 +63,7 @@ def bridge(tmp_path: Path, ehr: EhrServer, database_url: str) -> Iterator[Bridge
             "FHIR_BRIDGE_DATABASE_URL": database_url,
             "FHIR_BRIDGE_EHR_BASE_URL": ehr.base_url,
             "FHIR_BRIDGE_EHR_STATIC_TOKEN": ehr.static_token,
-            "FHIR_BRIDGE_NOTIFICATION_SECRET": "test-notification-secret-0123456789",
+            "FHIR_BRIDGE_NOTIFICATION_SECRET": "test-0123456789-Wq7ZkP2xR9mVt4LsN8cYb3HjG6dFa5Ue",
             "FHIR_BRIDGE_SMART_CLIENT_ID": CLIENT_ID,
             "FHIR_BRIDGE_DATA_DIR": str(tmp_path / "var"),
         },

@@ -87,6 +87,12 @@ class BridgeProcesses:
         self.workers.append(worker)
         return worker
 
+    def start_scheduler(self) -> subprocess.Popen[bytes]:
+        """The scheduler as its own role (stopped, and killed, with the workers)."""
+        scheduler = self._spawn("scheduler", "scheduler")
+        self.workers.append(scheduler)
+        return scheduler
+
     def kill_workers(self) -> None:
         """SIGKILL the whole worker process group (parent and prefork children)."""
         for worker in self.workers:

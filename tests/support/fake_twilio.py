@@ -3,10 +3,17 @@
 Runs a real HTTP server (FastAPI + uvicorn in a background thread, 127.0.0.1, free port) so
 the adapter's real httpx code path is exercised: basic auth, form encoding, JSON parsing,
 timeouts. It speaks the subset of the 2010-04-01 API the adapter uses (create, list with
-To/From/DateSent filters and paging, fetch), injects failures on demand, and behaves like
-Twilio afterwards: it POSTs signed status callbacks (queued, sent, delivered or
-undelivered/failed with ErrorCode) and can send signed inbound-SMS webhooks (received by
+``To``/``From``/``DateSent``/``DateSent<``/``DateSent>`` filters, newest first, and paging,
+fetch), injects failures on demand, and behaves like Twilio afterwards: each message moves
+queued → sent (``date_sent`` set) → delivered (or undelivered/failed with ErrorCode) whether
+or not a StatusCallback was given, and with one it POSTs the signed status callbacks. It can
+send signed inbound-SMS webhooks (received by
 :class:`tests.channels.webhook_sink.WebhookSink` in our tests).
+
+Knobs for crash tests: ``latency`` stores the message, then delays the create response (a
+worker killed meanwhile has texted the patient without learning the SID); ``hold_queued``
+leaves new messages ``queued`` with no ``date_sent`` (Twilio's own queue is backed up).
+Every list query is recorded in ``list_requests``.
 """
 
 from __future__ import annotations
@@ -99,7 +106,9 @@ class FakeTwilio:
     invalid_numbers: set[str] = field(default_factory=set)
     landline_numbers: set[str] = field(default_factory=set)
     outcomes: dict[str, tuple[str, int]] = field(default_factory=dict)
+    hold_queued: bool = False
     create_requests: list[dict[str, str]] = field(default_factory=list)
+    list_requests: list[dict[str, str]] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     callbacks: list[tuple[str, int]] = field(default_factory=list)
     _failures: list[_Failure] = field(default_factory=list)
@@ -227,8 +236,8 @@ class FakeTwilio:
         if rejection is not None:
             return rejection
         resource = self._store(form)
-        if "StatusCallback" in form:
-            task = asyncio.create_task(self._deliver_callbacks(resource, form["StatusCallback"]))
+        if not self.hold_queued:
+            task = asyncio.create_task(self._progress(resource, form.get("StatusCallback")))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if self.latency:
@@ -284,7 +293,8 @@ class FakeTwilio:
             self.messages[sid] = resource
         return {k: v for k, v in resource.items() if not k.startswith("_")}
 
-    async def _deliver_callbacks(self, resource: dict[str, Any], url: str) -> None:
+    async def _progress(self, resource: dict[str, Any], url: str | None) -> None:
+        """Move the message through its statuses; POST each as a signed callback to ``url``."""
         final_status, error_code = self.outcomes.get(resource["to"], ("delivered", 0))
         sequence = ["queued", "sent", final_status] if final_status != "failed" else ["failed"]
         async with httpx.AsyncClient(timeout=5.0) as client:
@@ -308,6 +318,8 @@ class FakeTwilio:
                 if status in ("undelivered", "failed"):
                     params["ErrorCode"] = str(error_code)
                     stored["error_code"] = error_code
+                if url is None:
+                    continue
                 signature = compute_signature(self.auth_token, url, params)
                 headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"}
                 try:
@@ -321,6 +333,8 @@ class FakeTwilio:
 
     def _list(self, request: Request) -> Response:
         query = request.query_params
+        with self._lock:
+            self.list_requests.append(dict(query.items()))
         page_size = int(query.get("PageSize", "50"))
         page = int(query.get("Page", "0"))
         selected = [m for m in self.messages.values() if _matches_filters(m, query)]

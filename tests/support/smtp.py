@@ -2,10 +2,25 @@
 
 Tests talk to an actual socket so that smtplib's real behaviour (EHLO, STARTTLS, AUTH,
 reply codes) is exercised, rather than a mock that agrees with whatever the adapter does.
+
+**Delivery by Message-ID.** Like real mail systems with duplicate suppression (Gmail, Cyrus
+``duplicatesuppression``, Sieve ``duplicate``), the server puts a message in the mailbox
+(``messages``) once per ``Message-ID``: a second transaction carrying a Message-ID already
+delivered is accepted (250) and recorded in ``received`` but not delivered again. So
+``received`` is every accepted SMTP transaction and ``messages`` what the recipients see;
+``message_ids()`` reports the Message-ID of every transaction. ``suppress_duplicates=False``
+turns the suppression off.
+
+**Stalling.** ``stall_data()`` makes the next DATA hang after the message was received and
+before the reply, until ``release()`` or the client goes away (the window in which a sender
+killed mid-send cannot know whether the message went out). By default the server has
+already queued (delivered) the message when it stalls, the RFC 1047 duplicate case;
+``deliver=False`` drops it instead (a lost connection before the reply).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import email.policy
@@ -14,7 +29,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
@@ -119,8 +134,25 @@ class _RecordingHandler:
         raw = envelope.original_content or b""
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
+        stall = self._server.take_stall()
+        if stall is not None and stall.deliver:
+            self._server.record(parsed, envelope)  # queued; the reply is what hangs
+        if stall is not None:
+            while not stall.released.is_set():
+                await asyncio.sleep(0.05)
+            if not stall.deliver:
+                return "451 4.3.0 Stalled transaction dropped"
+            return "250 2.0.0 OK: queued"
         self._server.record(parsed, envelope)
         return "250 2.0.0 OK: queued"
+
+
+@dataclass
+class _Stall:
+    deliver: bool
+    armed: bool = True
+    entered: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 class SmtpServer:
@@ -130,6 +162,8 @@ class SmtpServer:
     ``username``/``password``: require AUTH PLAIN/LOGIN with these credentials.
     ``rejected_recipients``: addresses answered with 550 at RCPT.
     ``fail_next(n)``: answer the next ``n`` RCPT commands with 421.
+    ``suppress_duplicates``: deliver each Message-ID to the mailbox once (the default).
+    ``stall_data()`` / ``release()``: hang the next DATA until released.
     """
 
     def __init__(
@@ -139,6 +173,7 @@ class SmtpServer:
         username: str | None = None,
         password: str | None = None,
         rejected_recipients: tuple[str, ...] = (),
+        suppress_duplicates: bool = True,
     ) -> None:
         self.tls: TlsMode = tls
         self.username = username
@@ -146,7 +181,10 @@ class SmtpServer:
         self.rejected_recipients = {address.lower() for address in rejected_recipients}
         self.host = "127.0.0.1"
         self.port = 0
+        self.suppress_duplicates = suppress_duplicates
         self.messages: list[EmailMessage] = []
+        self.received: list[EmailMessage] = []
+        self._stall: _Stall | None = None
         self.envelopes: list[tuple[str | None, list[str]]] = []
         self.authenticated_logins: list[str] = []
         self._transient_failures = 0
@@ -167,8 +205,48 @@ class SmtpServer:
             self._transient_failures -= 1
             return True
 
+    def stall_data(self, *, deliver: bool = True) -> None:
+        """Hang the next DATA before replying, until :meth:`release`."""
+        with self._lock:
+            self._stall = _Stall(deliver=deliver)
+
+    def wait_until_stalled(self, timeout: float) -> bool:
+        """Whether a DATA is hanging (waits up to ``timeout`` seconds)."""
+        stall = self._stall
+        return stall is not None and stall.entered.wait(timeout)
+
+    def release(self) -> None:
+        """Let a stalled DATA finish (deliver or drop it, as armed)."""
+        stall = self._stall
+        if stall is not None:
+            stall.released.set()
+
+    def take_stall(self) -> _Stall | None:
+        with self._lock:
+            stall = self._stall
+            if stall is None or not stall.armed:
+                return None
+            stall.armed = False
+        stall.entered.set()
+        return stall
+
+    def message_ids(self, to: str | None = None) -> list[str]:
+        """Message-IDs of all accepted transactions (duplicates included), optionally to ``to``."""
+        with self._lock:
+            received = list(self.received)
+        return [
+            str(message["Message-ID"])
+            for message in received
+            if to is None or to.lower() in str(message["To"]).lower()
+        ]
+
     def record(self, message: EmailMessage, envelope: Envelope) -> None:
         with self._lock:
+            self.received.append(message)
+            message_id = message["Message-ID"]
+            delivered = {str(m["Message-ID"]) for m in self.messages}
+            if self.suppress_duplicates and message_id is not None and message_id in delivered:
+                return
             self.messages.append(message)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
 
@@ -211,6 +289,7 @@ class SmtpServer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.release()
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
