@@ -88,8 +88,8 @@ def test_a_postgres_outage_while_the_ehr_keeps_notifying_loses_and_doubles_nothi
             logs=stack.bridge.logs,
         )
 
-        outage_from = len(stack.ehr.deliveries())
         database.stop()
+        outage_from = len(stack.ehr.deliveries())
         stopped_at = time.monotonic()
         booked += [_book(stack, n, timedelta(seconds=5)) for n in (1, 2)]
         time.sleep(3)
@@ -103,7 +103,9 @@ def test_a_postgres_outage_while_the_ehr_keeps_notifying_loses_and_doubles_nothi
         assert int(replayed.headers["Retry-After"]) > 0
         answered = [d["status_code"] for d in during if d["status_code"] is not None]
         assert answered, "the EHR delivered nothing during the outage"
-        assert set(answered) == {503}, Counter(answered)
+        # A notification already past its commit when the database went down may still get
+        # its 200; everything else is a 503 the EHR can retry, never a 500.
+        assert 503 in answered and set(answered) <= {200, 503}, Counter(answered)
         assert any(d["type"] == "event-notification" and d["status_code"] == 503 for d in during)
         assert not exited_roles(roles), "a role exited in the outage\n" + stack.bridge.logs()
 
