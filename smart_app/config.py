@@ -15,6 +15,10 @@ from fhir_bridge.settings import Settings
 
 CALLBACK_PATH = "/smart/callback"
 PANEL_PATH = "/smart/panel"
+# Path (under the /smart router) of everything bound to one launch's session. Every route
+# that acts for a launch is declared as SESSION_PREFIX + "/…"; links, forms and redirects
+# are built from `smart_app.security.launch_base(request)`, never spelled out.
+SESSION_PREFIX = ""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from smart_app import authorization_server, launch, service
-from smart_app.config import PANEL_PATH
+from smart_app.config import PANEL_PATH, SESSION_PREFIX
 from smart_app.errors import LaunchRefused, NotFound
 from smart_app.security import (
     LAUNCH_COOKIE,
@@ -25,6 +25,7 @@ from smart_app.security import (
     PanelRoute,
     check_csrf,
     current_staff,
+    launch_base,
     set_cookie,
 )
 from smart_app.sessions import PENDING_LAUNCH_SECONDS
@@ -103,7 +104,7 @@ def callback(request: Request) -> Response:
     return response
 
 
-@router.get("/panel")
+@router.get(SESSION_PREFIX + "/panel")
 def panel(request: Request, patient: str | None = None, notice: str | None = None) -> Response:
     """The launch patient's outreach timeline, consent state and actions."""
     staff = current_staff(request)
@@ -112,6 +113,7 @@ def panel(request: Request, patient: str | None = None, notice: str | None = Non
     data = service.load_panel(state.deps, staff)
     page = state.templates.get_template("panel.html").render(
         data=data,
+        base=launch_base(request),
         csrf_token=staff.csrf_token,
         notice=NOTICES.get(notice or ""),
         channels=[row.channel for row in data.consent] or ["sms", "email"],
@@ -119,7 +121,7 @@ def panel(request: Request, patient: str | None = None, notice: str | None = Non
     return HTMLResponse(page)
 
 
-@router.get("/api/timeline")
+@router.get(SESSION_PREFIX + "/api/timeline")
 def timeline_json(request: Request, patient: str | None = None) -> Response:
     """JSON twin of the panel for scripts (same session, same patient rule)."""
     staff = current_staff(request)
@@ -128,7 +130,7 @@ def timeline_json(request: Request, patient: str | None = None) -> Response:
     return JSONResponse(data.as_json())
 
 
-@router.get("/api/inbox")
+@router.get(SESSION_PREFIX + "/api/inbox")
 def inbox_json(request: Request) -> Response:
     """The launch patient's open staff-inbox items (replies, crisis and reschedule requests)."""
     staff = current_staff(request)
@@ -136,16 +138,16 @@ def inbox_json(request: Request) -> Response:
     return JSONResponse(items)
 
 
-@router.post("/messages/{message_id}/cancel")
+@router.post(SESSION_PREFIX + "/messages/{message_id}/cancel")
 def cancel(request: Request, message_id: str, csrf_token: str = Form(default="")) -> Response:
     """Cancel one pending message of the launch patient."""
     staff = current_staff(request)
     check_csrf(staff, csrf_token)
     service.cancel_message(smart_state(request.app).deps, staff, message_id)
-    return RedirectResponse(f"{PANEL_PATH}?notice=cancelled", status_code=303)
+    return RedirectResponse(f"{launch_base(request)}/panel?notice=cancelled", status_code=303)
 
 
-@router.post("/consent")
+@router.post(SESSION_PREFIX + "/consent")
 def record_consent(
     request: Request,
     csrf_token: str = Form(default=""),
@@ -156,10 +158,10 @@ def record_consent(
     staff = current_staff(request)
     check_csrf(staff, csrf_token)
     service.record_channel_preference(smart_state(request.app).deps, staff, channel, action)
-    return RedirectResponse(f"{PANEL_PATH}?notice={action}", status_code=303)
+    return RedirectResponse(f"{launch_base(request)}/panel?notice={action}", status_code=303)
 
 
-@router.get("/static/{name}")
+@router.get(SESSION_PREFIX + "/static/{name}")
 def static_file(request: Request, name: str) -> Response:
     """The panel's own CSS and JS (no CDN: nothing leaves our origin)."""
     current_staff(request)

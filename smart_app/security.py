@@ -89,6 +89,11 @@ def current_staff(request: Request) -> StaffSession:
     return staff
 
 
+def launch_base(request: Request) -> str:
+    """URL prefix of this launch's pages: every panel link, form and redirect starts with it."""
+    return "/smart"
+
+
 def check_csrf(staff: StaffSession, submitted: str | None) -> None:
     """The form's token must equal the session's (constant-time comparison)."""
     if not submitted or not secrets.compare_digest(submitted, staff.csrf_token):
