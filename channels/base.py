@@ -11,7 +11,7 @@ import abc
 import html
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from rules.templates import with_unsubscribe_line
 
@@ -60,6 +60,19 @@ class OutboundMessage:
     list_unsubscribe: ListUnsubscribe | None = None
 
 
+class LedgerRow(Protocol):
+    """A send-ledger row (an outreach message, a reply SMS) as reconciliation reads it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def provider_message_id(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class SentRecord:
     """What our own send ledger (the database row) says was handed to a provider.
@@ -76,6 +89,18 @@ class SentRecord:
     not_before: datetime
     not_after: datetime
     provider_message_id: str | None = None
+
+    @classmethod
+    def of_row(cls, row: LedgerRow, *, to: str, text: str, now: datetime) -> SentRecord:
+        """What a ledger row holds: any attempt of it started between its creation and now."""
+        return cls(
+            message_id=row.id,
+            to=to,
+            text=text,
+            not_before=row.created_at,
+            not_after=now,
+            provider_message_id=row.provider_message_id,
+        )
 
 
 @dataclass(frozen=True)

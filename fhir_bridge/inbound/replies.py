@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -136,18 +136,23 @@ class ReplySender:
             )
             if row is None:
                 return "busy"
-            verdict = self._claim(row)
-            if verdict != "claimed":
-                return verdict
+            now = self.clock()
+            verdict = self._claim(row, now)
             outbound = OutboundMessage(message_id=row.id, channel="sms", to=to, text=row.text)
+            record = SentRecord.of_row(row, to=row.to_address, text=row.text, now=now)
+        if verdict == "abandoned":
+            verdict = self._settle_abandoned(record, taken_until=now + self.lease)
+        if verdict != "claimed":
+            return verdict
         return self._deliver(outbound, kind)
 
-    def _claim(self, row: SmsReply) -> str:
-        now = self.clock()
+    def _claim(self, row: SmsReply, now: datetime) -> str:
+        """Take the row for sending; ``abandoned``: a crashed send, taken over for settling."""
         if row.status == "sending":
             if row.lease_until is not None and row.lease_until >= now:
                 return "busy"
-            return self._settle_abandoned(row, now)
+            row.lease_until = now + self.lease  # ours until then: no other worker settles it
+            return "abandoned"
         if row.status != "pending":
             return row.status
         if self.adapter is None:
@@ -156,44 +161,43 @@ class ReplySender:
         row.status, row.lease_until, row.attempts = "sending", now + self.lease, row.attempts + 1
         return "claimed"
 
-    def _settle_abandoned(self, row: SmsReply, now: datetime) -> str:
+    def _settle_abandoned(self, record: SentRecord, *, taken_until: datetime) -> str:
+        """Ask the provider about a crashed send (no transaction open), then settle the row
+        if it is still the one taken over (a conditional update)."""
         adapter = self.adapter
-        can_look_up = (
-            adapter is not None and type(adapter).find_sent is not ChannelAdapter.find_sent
-        )
-        record = SentRecord(
-            message_id=row.id,
-            to=row.to_address,
-            text=row.text,
-            not_before=row.created_at,
-            not_after=now,
-            provider_message_id=row.provider_message_id,
-        )
-        try:
-            receipt = (
-                adapter.find_sent(row.id, record) if adapter is not None and can_look_up else None
-            )
-        except TransientChannelError:
-            # The provider could not be asked: never guess "not sent"; look again later.
-            row.lease_until = now + self.lease
-            return "busy"
+        can_look_up = adapter is not None and adapter.can_look_up()
+        receipt = None
+        if adapter is not None and can_look_up:
+            try:
+                receipt = adapter.find_sent(record.message_id, record)
+            except TransientChannelError:
+                # The provider could not be asked: never guess "not sent"; look again when
+                # the lease taken over ends.
+                return "busy"
+        now = self.clock()
+        settled: dict[str, Any]
         if receipt is not None:
-            row.status, row.provider_message_id, row.sent_at = (
-                "sent",
-                receipt.provider_message_id,
-                now,
+            settled = {
+                "status": "sent",
+                "lease_until": None,
+                "sent_at": now,
+                "provider_message_id": receipt.provider_message_id,
+            }
+            verdict = "sent"
+        elif can_look_up:
+            settled = {"lease_until": now + self.lease, "attempts": SmsReply.attempts + 1}
+            verdict = "claimed"
+        else:
+            settled = {"status": "unknown", "lease_until": None}
+            verdict = "unknown"
+        with transaction(self.factory) as session:
+            if not repository.settle_reply(session, record.message_id, taken_until, settled):
+                return "busy"  # settled by another worker meanwhile
+        if verdict == "unknown":
+            log.warning(
+                "reply outcome unknown; not resending", extra={"reply_id": record.message_id}
             )
-            return "sent"
-        if can_look_up:
-            row.status, row.lease_until, row.attempts = (
-                "sending",
-                now + self.lease,
-                row.attempts + 1,
-            )
-            return "claimed"
-        row.status, row.lease_until = "unknown", None
-        log.warning("reply outcome unknown; not resending", extra={"reply_id": row.id})
-        return "unknown"
+        return verdict
 
     def _deliver(self, outbound: OutboundMessage, kind: str) -> str:
         assert self.adapter is not None

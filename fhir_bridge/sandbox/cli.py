@@ -21,7 +21,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 
@@ -213,15 +212,13 @@ def _create_subscriptions() -> list[tuple[str, str]]:
     from fhir_bridge import jobs
     from fhir_bridge.runtime import get_runtime
     from fhir_bridge.settings import SUBSCRIBED_TYPES
-    from fhir_bridge.store.db import transaction
     from fhir_bridge.sync.subscriptions import ensure_subscriptions
 
     rt = get_runtime()
-    with transaction(rt.sessions) as session:
-        rows: list[Any] = ensure_subscriptions(
-            session, rt.ehr, jobs.subscription_plan(rt), SUBSCRIBED_TYPES, rt.clock()
-        )
-        return [(str(row.resource_type), str(row.status)) for row in rows]
+    rows = ensure_subscriptions(
+        rt.sessions, rt.ehr, jobs.subscription_plan(rt), SUBSCRIBED_TYPES, rt.clock()
+    )
+    return [(str(row.resource_type), str(row.status)) for row in rows]
 
 
 def _wait_until_ready(url: str) -> bool:

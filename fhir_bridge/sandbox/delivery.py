@@ -1,10 +1,18 @@
-"""Background notification delivery: one ordered worker thread per subscription, plus chaos."""
+"""Background notification delivery: one ordered worker thread per subscription, plus chaos.
+
+Like real EHRs, a notification answered 5xx (or not answered: a connection error, a
+timeout) is retried with exponential backoff a bounded number of times
+(:class:`RetryPolicy`); only when every try failed does it count as one delivery failure
+(``max_delivery_failures`` of those in a row put the Subscription in ``error``). A 4xx is
+the receiver's refusal and is not retried.
+"""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,6 +41,20 @@ class Delivery:
     body: bytes
     duplicated: bool = False
     reordered: bool = False
+
+
+@dataclass
+class RetryPolicy:
+    """Retries of one notification after a 5xx or no answer: ``retries`` more tries, waiting
+    ``backoff_seconds``, then twice as long each time. Settable at runtime
+    (``/_admin/settings``: ``delivery_retries``, ``retry_backoff_seconds``)."""
+
+    retries: int = 2
+    backoff_seconds: float = 0.2
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        return float(self.backoff_seconds * 2 ** (retry - 1))
 
 
 ResultCallback = Callable[[Delivery, bool, str | None], None]
@@ -115,8 +137,10 @@ class Dispatcher:
         delivery_log: DeliveryLog,
         on_result: ResultCallback,
         is_deliverable: DeliverableCheck,
+        retry: RetryPolicy,
     ) -> None:
         self._chaos = chaos
+        self._retry = retry
         self._log = delivery_log
         self._on_result = on_result
         self._is_deliverable = is_deliverable
@@ -177,30 +201,46 @@ class Dispatcher:
             worker.queue.put(None)
 
     def send(self, client: httpx.Client, delivery: Delivery, generation: int) -> None:
-        """Perform one HTTP delivery (worker thread) and report the outcome.
+        """Deliver one notification (worker thread), retrying a 5xx or no answer with
+        backoff, and report the outcome of the last try.
 
         Results of requests still in flight during `/_admin/reset` are discarded, so one
         test's slow endpoint cannot leak records or status changes into the next test.
         """
-        if not self._is_deliverable(delivery):
-            return
+        retries = max(self._retry.retries, 0)
+        for retry in range(retries + 1):
+            if retry:
+                time.sleep(self._retry.delay(retry))
+            if self._stale(generation) or not self._is_deliverable(delivery):
+                return
+            outcome = self._attempt(client, delivery, generation)
+            if outcome is None:
+                return
+            ok, detail, retryable = outcome
+            if ok or not retryable or retry == retries:
+                self._on_result(delivery, ok, detail)
+                return
+
+    def _attempt(
+        self, client: httpx.Client, delivery: Delivery, generation: int
+    ) -> tuple[bool, str | None, bool] | None:
+        """One HTTP request: (ok, failure detail, worth retrying); None once reset."""
         try:
             response = client.request(
                 delivery.method, delivery.url, content=delivery.body, headers=delivery.headers
             )
         except httpx.HTTPError as error:
             if self._stale(generation):
-                return
+                return None
             detail = type(error).__name__
             self._log.record(delivery, error=detail)
             log.info("delivery to subscription %s failed: %s", delivery.subscription_id, detail)
-            self._on_result(delivery, False, detail)
-            return
+            return False, detail, True
         if self._stale(generation):
-            return
+            return None
         self._log.record(delivery, status_code=response.status_code)
         ok = 200 <= response.status_code < 300
-        self._on_result(delivery, ok, None if ok else f"HTTP {response.status_code}")
+        return ok, None if ok else f"HTTP {response.status_code}", response.status_code >= 500
 
     def _stale(self, generation: int) -> bool:
         with self._lock:

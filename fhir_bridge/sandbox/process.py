@@ -247,7 +247,8 @@ class EhrServer:
         self._call("POST", f"{self.admin_url}/chaos", json=options)
 
     def settings(self, **options: Any) -> None:
-        """Change `supports_events`, `max_delivery_failures` or `token_lifetime` at runtime."""
+        """Change `supports_events`, `max_delivery_failures`, `delivery_retries`,
+        `retry_backoff_seconds`, `token_lifetime` or `system_search` at runtime."""
         self._call("POST", f"{self.admin_url}/settings", json=options)
 
     def deliveries(self) -> list[dict[str, Any]]:

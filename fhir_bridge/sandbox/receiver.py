@@ -30,10 +30,15 @@ class ReceivedRequest:
 
 
 class NotificationReceiver:
-    """Context manager serving on 127.0.0.1:{free port}; answers `status_code` to everything."""
+    """Context manager serving on 127.0.0.1:{free port}; answers `status_code` to everything
+    (after answering `failing_status` to the first `fail_first` requests)."""
 
-    def __init__(self, status_code: int = 200) -> None:
+    def __init__(
+        self, status_code: int = 200, *, fail_first: int = 0, failing_status: int = 503
+    ) -> None:
         self.status_code = status_code
+        self.fail_first = fail_first
+        self.failing_status = failing_status
         self._requests: list[ReceivedRequest] = []
         self._condition = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -78,10 +83,12 @@ class NotificationReceiver:
                 self._condition.wait(remaining)
             return list(self._requests)
 
-    def _record(self, request: ReceivedRequest) -> None:
+    def _record(self, request: ReceivedRequest) -> int:
+        """Keep one request; returns how many were received so far (this one included)."""
         with self._condition:
             self._requests.append(request)
             self._condition.notify_all()
+            return len(self._requests)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -90,10 +97,11 @@ class NotificationReceiver:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                receiver._record(
+                received = receiver._record(
                     ReceivedRequest(self.command, self.path, dict(self.headers.items()), body)
                 )
-                self.send_response(receiver.status_code)
+                failing = received <= receiver.fail_first
+                self.send_response(receiver.failing_status if failing else receiver.status_code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from fhir_bridge.sandbox.auth import AuthServer
 from fhir_bridge.sandbox.chaos import Chaos
-from fhir_bridge.sandbox.delivery import DeliveryLog
+from fhir_bridge.sandbox.delivery import DeliveryLog, RetryPolicy
 from fhir_bridge.sandbox.outcomes import InvalidRequestError
 from fhir_bridge.sandbox.paging import SearchPager
 from fhir_bridge.sandbox.resource_types import R4_RESOURCE_TYPES, R4B_EXTRA_RESOURCE_TYPES
@@ -104,7 +104,14 @@ class EhrState:
         """Apply `/_admin/settings`; unknown names or bad values are rejected."""
         unknown = sorted(
             set(options)
-            - {"supports_events", "max_delivery_failures", "token_lifetime", "system_search"}
+            - {
+                "supports_events",
+                "max_delivery_failures",
+                "token_lifetime",
+                "system_search",
+                "delivery_retries",
+                "retry_backoff_seconds",
+            }
         )
         if unknown:
             raise InvalidRequestError(f"Unknown settings: {', '.join(unknown)}")
@@ -113,6 +120,18 @@ class EhrState:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidRequestError("max_delivery_failures must be a positive integer")
             self.settings.max_delivery_failures = value
+        if "delivery_retries" in options:
+            retries = options["delivery_retries"]
+            if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+                raise InvalidRequestError("delivery_retries must be an integer from 0 to 10")
+            self.settings.retry.retries = retries
+        if "retry_backoff_seconds" in options:
+            backoff = options["retry_backoff_seconds"]
+            if isinstance(backoff, bool) or not isinstance(backoff, int | float):
+                raise InvalidRequestError("retry_backoff_seconds must be a number")
+            if not 0 <= backoff <= 10:
+                raise InvalidRequestError("retry_backoff_seconds must be from 0 to 10")
+            self.settings.retry.backoff_seconds = float(backoff)
         if "supports_events" in options:
             self.settings.supports_events = bool(options["supports_events"])
         if "system_search" in options:
@@ -139,6 +158,8 @@ class EhrState:
             "settings": {
                 "supports_events": self.settings.supports_events,
                 "max_delivery_failures": self.settings.max_delivery_failures,
+                "delivery_retries": self.settings.retry.retries,
+                "retry_backoff_seconds": self.settings.retry.backoff_seconds,
                 "token_lifetime": self.auth.token_lifetime_seconds,
                 "system_search": self.system_search,
             },
@@ -168,6 +189,9 @@ class EhrState:
             self.settings.supports_events = self.config.supports_events
             self.system_search = True
             self.settings.max_delivery_failures = self.config.max_delivery_failures
+            defaults = RetryPolicy()
+            self.settings.retry.retries = defaults.retries
+            self.settings.retry.backoff_seconds = defaults.backoff_seconds
         with self._counter_lock:
             self._interactions.clear()
             self._interactions_by_type.clear()

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fhir_bridge.sandbox.chaos import Chaos
-from fhir_bridge.sandbox.delivery import EVENT_NOTIFICATION, Delivery, DeliveryLog, Dispatcher
+from fhir_bridge.sandbox.delivery import (
+    EVENT_NOTIFICATION,
+    Delivery,
+    DeliveryLog,
+    Dispatcher,
+    RetryPolicy,
+)
 from fhir_bridge.sandbox.notifications import (
     EventRecord,
     StatusSnapshot,
@@ -41,6 +47,7 @@ class ServerSettings:
 
     supports_events: bool = True
     max_delivery_failures: int = 3
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass
@@ -77,7 +84,9 @@ class SubscriptionManager:
         self._base_url = base_url
         self._fhir_version = fhir_version
         self._live: dict[str, _LiveSubscription] = {}
-        self.dispatcher = Dispatcher(chaos, delivery_log, self._on_result, self._is_deliverable)
+        self.dispatcher = Dispatcher(
+            chaos, delivery_log, self._on_result, self._is_deliverable, settings.retry
+        )
         self._stopping = threading.Event()
         self._heartbeats = threading.Thread(
             target=self._heartbeat_loop, name="ehr-heartbeats", daemon=True

@@ -135,20 +135,18 @@ def create_command() -> int:
     or errors a Subscription (one line per type on stderr); the rows as JSON on stdout."""
     from fhir_bridge import jobs
     from fhir_bridge.runtime import get_runtime
-    from fhir_bridge.store.db import transaction
     from fhir_bridge.sync.subscriptions import FAILED_STATUSES, TopicsRefused, ensure_subscriptions
 
     rt = get_runtime()
     try:
-        with transaction(rt.sessions) as session:
-            rows = ensure_subscriptions(
-                session, rt.ehr, jobs.subscription_plan(rt), SUBSCRIBED_TYPES, rt.clock()
-            )
-            listing = [describe_row(row) for row in rows]
+        rows = ensure_subscriptions(
+            rt.sessions, rt.ehr, jobs.subscription_plan(rt), SUBSCRIBED_TYPES, rt.clock()
+        )
     except TopicsRefused as refused:
         for line in refused.lines:
             _say(line)
         return 1
+    listing = [describe_row(row) for row in rows]
     print(json.dumps(listing, indent=2))
     failed = [row for row in listing if row["status"] in FAILED_STATUSES]
     for row in failed:
@@ -209,12 +207,18 @@ def status_command() -> int:
     lost one (the check re-requests it; run again to see it recovered)."""
     from fhir_bridge import jobs
     from fhir_bridge.runtime import get_runtime
+    from fhir_bridge.store.db import transaction
+    from fhir_bridge.sync.repository import list_subscriptions
 
-    results = jobs.check_subscriptions(get_runtime())
+    rt = get_runtime()
+    results = jobs.check_subscriptions(rt)
     print(json.dumps(results, indent=2))
-    bad = {rt: result for rt, result in results.items() if result in BAD_CHECKS}
+    with transaction(rt.sessions) as session:
+        due = {row.resource_type: describe_row(row) for row in list_subscriptions(session)}
+    bad = {kind: result for kind, result in results.items() if result in BAD_CHECKS}
     for resource_type, result in bad.items():
-        _say(f"{resource_type}: {BAD_CHECKS[result]}")
+        next_at = (due.get(resource_type) or {}).get("next_rerequest_at")
+        _say(f"{resource_type}: {BAD_CHECKS[result]}".replace("{next}", str(next_at)))
     return 1 if bad else 0
 
 
@@ -222,12 +226,18 @@ BAD_CHECKS = {
     "missing": "the Subscription is not on the EHR; run `fhir-bridge subscriptions create`",
     "rejected": "the EHR refused to reactivate the Subscription (see `subscriptions list`)",
     "reactivated": "the EHR had set the Subscription to error; it was re-requested and "
-    "caught up (see `subscriptions list` for the EHR's reason)",
+    "caught up (see `subscriptions list` for the EHR's reason); if it fails again, the next "
+    "re-request waits until {next}",
+    "backing-off": "the EHR keeps the Subscription in error; the next re-request is due at "
+    "{next} (see `subscriptions list` for the EHR's reason)",
 }
 
 
 def describe_row(row: Any) -> dict[str, Any]:
-    """One of our Subscription rows as plain JSON values."""
+    """One of our Subscription rows as plain JSON values (``next_rerequest_at``: when one the
+    EHR keeps in error will be re-requested again; null when at the next check)."""
+    from fhir_bridge.sync.subscriptions import next_rerequest_at
+
     fields = (
         "id",
         "resource_type",
@@ -242,11 +252,14 @@ def describe_row(row: Any) -> dict[str, Any]:
         "last_notification_at",
         "last_checked_at",
         "last_error",
+        "rerequest_count",
     )
     described = {}
     for name in fields:
         value = getattr(row, name)
         described[name] = value.isoformat() if hasattr(value, "isoformat") else value
+    due = next_rerequest_at(row)
+    described["next_rerequest_at"] = due.isoformat() if due is not None else None
     return described
 
 

@@ -19,23 +19,34 @@ check-ins there need Subscriptions or system-level search. Each poll re-reads th
 window; ``apply_resource`` skips versions we already hold, so polling twice changes nothing.
 An Appointment we hold in the window that the search no longer returns (moved out of the
 window or to another location, or deleted) is re-read by id, so its reminders move or stop.
+
+Short transactions: every search and re-read runs with no transaction open; what it
+returned is applied afterwards in a short transaction (``apply_in_short_transactions``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_bridge.fhir.client import SearchParams
 from fhir_bridge.fhir.errors import EhrAuthError, EhrError, EhrNotFound
 from fhir_bridge.settings import ENV_PREFIX, SettingsError
+from fhir_bridge.store.db import transaction
 from fhir_bridge.sync import repository
-from fhir_bridge.sync.service import SyncDeps, apply_resource, fetch_and_apply
+from fhir_bridge.sync.service import (
+    EhrReads,
+    SyncDeps,
+    apply_in_short_transactions,
+    read_current,
+    since_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,41 +110,83 @@ def window_searches(
     raise ValueError(f"not a window polling mode: {mode}")
 
 
-def apply_search(
-    session: Session, deps: SyncDeps, resource_type: str, params: SearchParams, mode: str
-) -> tuple[int, set[str]]:
-    """Apply every resource one search returns; (how many were new versions, ids seen)."""
-    applied = 0
+def poll_system(
+    sessions: sessionmaker[Session],
+    deps_at: Callable[[], SyncDeps],
+    resource_types: Iterable[str],
+    page_size: int,
+) -> dict[str, int]:
+    """Each type by ``_lastUpdated`` from its watermark; resources changed, per type.
+
+    Per type: the watermark is read, the search runs with no transaction open, then one
+    short transaction applies the results and moves the watermark to the search's start.
+    """
+    applied = {}
+    for resource_type in resource_types:
+        deps = deps_at()
+        name = f"poll:{resource_type}"
+        with transaction(sessions) as session:
+            since = repository.get_watermark(session, name)
+        params = since_params(deps, since, page_size)
+        reads = read_search(deps, resource_type, params, "system")
+        applied[resource_type] = apply_in_short_transactions(
+            sessions,
+            deps,
+            reads,
+            then=partial(repository.set_watermark, name=name, value=deps.now),
+        )
+    return applied
+
+
+def poll_window(
+    sessions: sessionmaker[Session],
+    deps_at: Callable[[], SyncDeps],
+    mode: str,
+    searches: Sequence[SearchParams],
+    window: PollWindow,
+    locations: Sequence[str] | None,
+) -> int:
+    """Run the window searches, then re-read the Appointments we hold that they missed.
+
+    Every search and re-read happens with no transaction open; each is applied in its own
+    short transaction. Returns how many resources changed.
+    """
+    started = deps_at()
+    changed = 0
     seen: set[str] = set()
+    for params in searches:
+        deps = deps_at()
+        reads = read_search(deps, "Appointment", params, mode)
+        seen |= {str(resource.get("id")) for resource in reads.all_resources()}
+        changed += apply_in_short_transactions(sessions, deps, reads)
+    with transaction(sessions) as session:
+        unseen = [
+            f"Appointment/{state.resource_id}"
+            for state in repository.resources_of_type(session, "Appointment")
+            if state.resource_id not in seen and _in_scope(state.body, window, locations)
+        ]
+    deps = deps_at()
+    changed += apply_in_short_transactions(
+        sessions,
+        deps,
+        read_current(deps, unseen),
+        then=partial(
+            repository.set_watermark, name=f"poll-window:Appointment:{mode}", value=started.now
+        ),
+    )
+    return changed
+
+
+def read_search(deps: SyncDeps, resource_type: str, params: SearchParams, mode: str) -> EhrReads:
+    """Every page of one search (current versions); a refused search names the setting."""
     try:
-        for resource in deps.ehr.search_all(resource_type, params):
-            seen.add(str(resource.get("id")))
-            if apply_resource(session, deps, resource) == "applied":
-                applied += 1
+        found = list(deps.ehr.search_all(resource_type, params))
     except EhrError as exc:
         refused = refusal(exc, resource_type, mode)
         if refused is None:
             raise
         raise refused from exc
-    return applied, seen
-
-
-def recheck_unseen(
-    session: Session,
-    deps: SyncDeps,
-    window: PollWindow,
-    seen: set[str],
-    locations: Sequence[str] | None,
-) -> int:
-    """Re-read Appointments we hold in the window that the searches did not return."""
-    changed = 0
-    for state in repository.resources_of_type(session, "Appointment"):
-        if state.resource_id in seen or not _in_scope(state.body, window, locations):
-            continue
-        outcome = fetch_and_apply(session, deps, f"Appointment/{state.resource_id}")
-        if outcome in ("applied", "deleted"):
-            changed += 1
-    return changed
+    return EhrReads(resources=[(resource, True) for resource in found])
 
 
 def _in_scope(body: dict[str, Any], window: PollWindow, locations: Sequence[str] | None) -> bool:

@@ -155,6 +155,16 @@ def get_subscription(session: Session, subscription_id: str) -> Subscription | N
     return session.get(Subscription, subscription_id)
 
 
+def get_subscription_for_update(session: Session, subscription_id: str) -> Subscription | None:
+    """Row-locked read (PostgreSQL) of a Subscription as committed now."""
+    return session.scalar(
+        select(Subscription)
+        .where(Subscription.id == subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 def list_subscriptions(session: Session) -> Sequence[Subscription]:
     return list(session.scalars(select(Subscription).order_by(Subscription.resource_type)))
 

@@ -12,6 +12,8 @@ first (:func:`read_notification`: id-only focuses, ``$events``, catch-up
 searches), then applied in one short transaction (:func:`process_notification`);
 a pushed version we cannot order against ours comes back as "needs re-read", is
 read outside the transaction (:func:`read_current`) and applied in another.
+Catch-up searches, ``$events`` recovery and polls work the same way: the read phase
+returns :class:`EhrReads`, and :func:`apply_in_short_transactions` applies them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_bridge.fhir.client import EhrClient
 from fhir_bridge.fhir.errors import EhrNotFound, EhrNotSupported
@@ -34,6 +36,7 @@ from fhir_bridge.fhir.resources import (
     validate_resource,
 )
 from fhir_bridge.ingest.parsing import NotificationEvent, ParsedNotification, parse_topic_bundle
+from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import InboxNotification, Subscription
 from fhir_bridge.sync import repository
 
@@ -49,14 +52,23 @@ class StateContention(RuntimeError):
     """A resource's row kept appearing and vanishing under us (ids only in the message)."""
 
 
+def _nothing_to_prefetch(_resources: list[dict[str, Any]]) -> None:
+    return None
+
+
 @dataclass
 class SyncDeps:
-    """What sync needs from the outside world, passed in so tests can vary it."""
+    """What sync needs from the outside world, passed in so tests can vary it.
+
+    ``prefetch`` reads, outside any transaction, what re-planning for these resources will
+    look up (their references, unknown patients), so applying them calls no EHR.
+    """
 
     ehr: EhrClient
     now: datetime
     skew: timedelta
     on_patient_changed: Callable[[Session, str], None]
+    prefetch: Callable[[list[dict[str, Any]]], None] = _nothing_to_prefetch
 
 
 def apply_resource(
@@ -139,6 +151,11 @@ class EhrReads:
     def all_resources(self) -> list[dict[str, Any]]:
         return [resource for resource, _ in self.resources]
 
+    def extend(self, other: EhrReads) -> None:
+        self.resources.extend(other.resources)
+        self.deleted.extend(other.deleted)
+        self.caught_up = self.caught_up or other.caught_up
+
 
 @dataclass(frozen=True)
 class SubscriptionView:
@@ -177,30 +194,53 @@ def _read_focus(deps: SyncDeps, reference: str, reads: EhrReads) -> None:
         reads.deleted.append(reference)
 
 
-def apply_reads(session: Session, deps: SyncDeps, reads: EhrReads) -> list[str]:
-    """Apply what the read phase gathered; returns references that need a re-read."""
-    unordered: list[str] = []
+@dataclass
+class Applied:
+    """What applying some reads changed: new versions and deletions (``changed``), and the
+    references of pushed versions that need a re-read (``unordered``)."""
+
+    changed: int = 0
+    unordered: list[str] = field(default_factory=list)
+
+
+def apply_reads(session: Session, deps: SyncDeps, reads: EhrReads) -> Applied:
+    """Apply what the read phase gathered (no EHR call)."""
+    applied = Applied()
     for resource, current in reads.resources:
-        if apply_resource(session, deps, resource, current=current) == NEEDS_REREAD:
-            unordered.append(f"{resource['resourceType']}/{resource['id']}")
+        outcome = apply_resource(session, deps, resource, current=current)
+        if outcome == NEEDS_REREAD:
+            applied.unordered.append(f"{resource['resourceType']}/{resource['id']}")
+        elif outcome == APPLIED:
+            applied.changed += 1
     for reference in reads.deleted:
         resource_type, _, resource_id = reference.partition("/")
-        forget_resource(session, deps, resource_type, resource_id)
-    return unordered
+        if forget_resource(session, deps, resource_type, resource_id) == "deleted":
+            applied.changed += 1
+    return applied
 
 
-def fetch_and_apply(session: Session, deps: SyncDeps, reference: str) -> str:
-    """id-only: read the focus from the EHR (the current version) and apply it.
+def apply_in_short_transactions(
+    sessions: sessionmaker[Session],
+    deps: SyncDeps,
+    reads: EhrReads,
+    then: Callable[[Session], None] | None = None,
+) -> int:
+    """Apply reads gathered outside any transaction; returns how many resources changed.
 
-    For callers that already hold a transaction; notifications read their focuses
-    before the transaction instead (:func:`read_notification`).
+    One short transaction applies them (and runs ``then`` in it, e.g. moving a watermark);
+    versions it cannot order are re-read with no transaction open and applied in another.
     """
-    resource_type, _, resource_id = reference.partition("/")
-    try:
-        resource = deps.ehr.read(resource_type, resource_id)
-    except EhrNotFound:
-        return forget_resource(session, deps, resource_type, resource_id)
-    return apply_resource(session, deps, resource, current=True)
+    deps.prefetch(reads.all_resources())
+    with transaction(sessions) as session:
+        applied = apply_reads(session, deps, reads)
+        if then is not None:
+            then(session)
+    if not applied.unordered:
+        return applied.changed
+    current = read_current(deps, applied.unordered)
+    deps.prefetch(current.all_resources())
+    with transaction(sessions) as session:
+        return applied.changed + apply_reads(session, deps, current).changed
 
 
 def forget_resource(session: Session, deps: SyncDeps, resource_type: str, resource_id: str) -> str:
@@ -216,29 +256,19 @@ def forget_resource(session: Session, deps: SyncDeps, resource_type: str, resour
     return "deleted"
 
 
-def catch_up_by_search(
-    session: Session, deps: SyncDeps, resource_type: str, since: datetime | None, page_size: int
-) -> int:
-    """Apply every resource of a type changed since ``since`` (minus clock skew).
-
-    Every page is read before the first version is applied, so no search waits while
-    this transaction holds a lock it took here.
-    """
-    applied = 0
-    for resource in search_since(deps, resource_type, since, page_size):
-        if apply_resource(session, deps, resource) == APPLIED:
-            applied += 1
-    return applied
-
-
 def search_since(
     deps: SyncDeps, resource_type: str, since: datetime | None, page_size: int
 ) -> list[dict[str, Any]]:
     """Every resource of a type changed since ``since`` (minus clock skew), all pages read."""
+    return list(deps.ehr.search_all(resource_type, since_params(deps, since, page_size)))
+
+
+def since_params(deps: SyncDeps, since: datetime | None, page_size: int) -> dict[str, str]:
+    """The search for what changed since ``since`` (minus clock skew), oldest first."""
     params: dict[str, str] = {"_sort": "_lastUpdated", "_count": str(page_size)}
     if since is not None:
         params["_lastUpdated"] = "ge" + (since - deps.skew).isoformat()
-    return list(deps.ehr.search_all(resource_type, params))
+    return params
 
 
 def read_notification(
@@ -287,7 +317,7 @@ def process_notification(
     order against ours: read them (:func:`read_current`) and apply them afterwards.
     """
     body = row.body
-    unordered = apply_reads(session, deps, reads)
+    unordered = apply_reads(session, deps, reads).unordered
     if reads.caught_up:
         subscription.good_through = deps.now - deps.skew
     if row.kind in ("classic-empty", "classic-resource"):
@@ -337,6 +367,13 @@ def _read_catch_up(
     found = search_since(deps, subscription.resource_type, subscription.good_through, page_size)
     reads.resources.extend((resource, True) for resource in found)
     reads.caught_up = True
+
+
+def read_catch_up(deps: SyncDeps, subscription: SubscriptionView, page_size: int) -> EhrReads:
+    """A ``_lastUpdated`` search from ``good_through`` (outside any transaction)."""
+    reads = EhrReads()
+    _read_catch_up(deps, subscription, page_size, reads)
+    return reads
 
 
 def _read_recovery(
@@ -396,24 +433,10 @@ def _close_gap(
     subscription.events_through = max(through, highest)
 
 
-def recover_events(
-    session: Session,
-    deps: SyncDeps,
-    subscription: Subscription,
-    first: int,
-    last: int,
-    page_size: int,
-) -> None:
-    """Fetch missed events with ``$events``; fall back to a ``_lastUpdated`` search.
-
-    For callers already inside a transaction (the periodic check): the reads come
-    first, then the versions are applied; only a version we cannot order is re-read
-    here, inside the transaction.
-    """
+def read_recovery(
+    deps: SyncDeps, subscription: SubscriptionView, first: int, last: int, page_size: int
+) -> EhrReads:
+    """Missed events ``first``..``last`` (``$events``, else a search), outside any transaction."""
     reads = EhrReads()
-    _read_recovery(deps, SubscriptionView.of(subscription), first, last, page_size, reads)
-    unordered = apply_reads(session, deps, reads)
-    if unordered:
-        apply_reads(session, deps, read_current(deps, unordered))
-    if reads.caught_up:
-        subscription.good_through = deps.now - deps.skew
+    _read_recovery(deps, subscription, first, last, page_size, reads)
+    return reads

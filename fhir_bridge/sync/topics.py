@@ -388,17 +388,22 @@ def topic_resource(url: str, resource_type: str, fhir_version: str) -> dict[str,
     }
 
 
+def read_capabilities(ehr: EhrClient) -> dict[str, Any] | None:
+    """The EHR's CapabilityStatement; None when it answers an error (not when unreachable)."""
+    try:
+        return ehr.capabilities()
+    except EhrUnavailable:
+        raise
+    except EhrError:
+        return None
+
+
 def install_topics(ehr: EhrClient, settings: Settings) -> list[tuple[str, str, str]]:
     """Create our topic for each type where the EHR lacks it: (type, url, what happened).
 
     What happened is ``installed``, ``already on the EHR``, or starts with ``refused``.
     """
-    try:
-        capability: dict[str, Any] | None = ehr.capabilities()
-    except EhrUnavailable:
-        raise
-    except EhrError:
-        capability = None
+    capability = read_capabilities(ehr)
     version = str((capability or {}).get("fhirVersion") or "4.0.1")
     discovery = discover_topics(ehr, capability)
     named = named_topics(settings)

@@ -14,18 +14,9 @@ from fhirclient.models.bundle import Bundle
 from fhir_bridge.sandbox import EhrServer
 from fhir_bridge.sandbox.receiver import NotificationReceiver
 from tests.fake_ehr.samples import appointment, classic_subscription, patient, topic_subscription
+from tests.fake_ehr.waiting import wait_for_status
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_for_status(ehr: EhrServer, subscription_id: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        subscription = ehr.read("Subscription", subscription_id)
-        if subscription["status"] == status:
-            return subscription
-        time.sleep(0.05)
-    raise AssertionError(f"Subscription never reached {status}")
 
 
 def _parameter(status: dict[str, Any], name: str) -> Any:
@@ -36,7 +27,7 @@ def test_topic_subscription_handshakes_then_delivers_full_resource(
     ehr: EhrServer, receiver: NotificationReceiver
 ) -> None:
     subscription = ehr.create(topic_subscription(receiver.url, "full-resource"))
-    _wait_for_status(ehr, subscription["id"], "active")
+    wait_for_status(ehr, subscription["id"], "active")
     booked = ehr.create(appointment(ehr.create(patient())["id"]))
 
     handshake, event = receiver.wait_for(2)
@@ -57,7 +48,7 @@ def test_topic_filter_criteria_skip_non_matching_resources(
     subscription = ehr.create(
         topic_subscription(receiver.url, "id-only", filter_criteria="Appointment?status=booked")
     )
-    _wait_for_status(ehr, subscription["id"], "active")
+    wait_for_status(ehr, subscription["id"], "active")
     patient_id = ehr.create(patient())["id"]
     ehr.create(appointment(patient_id, status="proposed"))
     booked = ehr.create(appointment(patient_id, status="booked"))
@@ -106,23 +97,24 @@ def test_medplum_style_subscription_signs_the_exact_body(
 
 
 def test_subscription_errors_after_consecutive_failed_deliveries(ehr: EhrServer) -> None:
+    ehr.settings(delivery_retries=1, retry_backoff_seconds=0.01)
     with NotificationReceiver(status_code=503) as failing:
         subscription = ehr.create(classic_subscription(failing.url))
         patient_id = ehr.create(patient())["id"]
         for n in range(4):
             ehr.create(appointment(patient_id, csn=f"20000000{n}"))
-        failed = _wait_for_status(ehr, subscription["id"], "error")
+        failed = wait_for_status(ehr, subscription["id"], "error")
         time.sleep(0.3)
 
     assert "consecutive delivery failures" in failed["error"]
-    assert len(failing.requests) == 3
+    assert len(failing.requests) == 3 * 2  # three notifications, each tried twice
 
 
 def test_status_operation_reports_the_event_count(
     ehr: EhrServer, receiver: NotificationReceiver, fhir: httpx.Client
 ) -> None:
     subscription = ehr.create(topic_subscription(receiver.url))
-    _wait_for_status(ehr, subscription["id"], "active")
+    wait_for_status(ehr, subscription["id"], "active")
     patient_id = ehr.create(patient())["id"]
     ehr.create(appointment(patient_id))
     ehr.create(appointment(patient_id))
@@ -171,7 +163,7 @@ def test_drop_next_loses_the_notification_but_still_counts_the_event(
     ehr: EhrServer, receiver: NotificationReceiver, fhir: httpx.Client
 ) -> None:
     subscription = ehr.create(topic_subscription(receiver.url, "id-only"))
-    _wait_for_status(ehr, subscription["id"], "active")
+    wait_for_status(ehr, subscription["id"], "active")
     ehr.set_chaos(drop_next=1)
     patient_id = ehr.create(patient())["id"]
     ehr.create(appointment(patient_id, csn="4000001"))

@@ -25,10 +25,9 @@ def create_subscriptions(
     rt: Runtime, resource_types: tuple[str, ...] = SUBSCRIBED_TYPES
 ) -> list[Subscription]:
     """What ``fhir-bridge subscriptions create`` does."""
-    with transaction(rt.sessions) as session:
-        return ensure_subscriptions(
-            session, rt.ehr, jobs.subscription_plan(rt), resource_types, rt.clock()
-        )
+    return ensure_subscriptions(
+        rt.sessions, rt.ehr, jobs.subscription_plan(rt), resource_types, rt.clock()
+    )
 
 
 def appointment_subscription(rt: Runtime) -> Subscription:

@@ -17,7 +17,7 @@ from fhir_bridge.runtime import Runtime
 from fhir_bridge.sandbox.process import EhrServer
 from fhir_bridge.sandbox.receiver import NotificationReceiver
 from fhir_bridge.store.db import transaction
-from fhir_bridge.sync.service import apply_resource, fetch_and_apply
+from fhir_bridge.sync.service import apply_reads, apply_resource, read_current
 from tests.pipeline.ehr_flow import (
     appointment_subscription,
     create_subscriptions,
@@ -99,12 +99,12 @@ def test_a_deleted_focus_is_forgotten(ehr: EhrServer, ehr_runtime: Runtime) -> N
     _apply(ehr_runtime, booked)
     ehr_runtime.ehr._http.delete(f"Appointment/{booked['id']}").raise_for_status()
 
+    deps = jobs.sync_deps(ehr_runtime, ehr_runtime.clock())
+    reads = read_current(deps, [f"Appointment/{booked['id']}"])
     with transaction(ehr_runtime.sessions) as session:
-        outcome = fetch_and_apply(
-            session, jobs.sync_deps(ehr_runtime, ehr_runtime.clock()), f"Appointment/{booked['id']}"
-        )
+        applied = apply_reads(session, deps, reads)
 
-    assert outcome == "deleted"
+    assert (reads.deleted, applied.changed) == ([f"Appointment/{booked['id']}"], 1)
     assert stored(ehr_runtime, "Appointment", booked["id"]) is None
 
 
