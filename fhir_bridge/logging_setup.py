@@ -61,6 +61,11 @@ SAFE_KEYS = (
 # uvicorn's access log (health probes every few seconds; paths may carry signed tokens).
 ROUTINE_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat", "uvicorn.access")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+# Access-log paths whose segments are credentials: a staff panel launch's handle, a
+# one-click unsubscribe token. Query values (launch codes, ``code``, ``state``, ``iss``)
+# are dropped from every path.
+_SECRET_SEGMENTS = re.compile(r"(/smart/l/|/unsubscribe/email/)[^/?#\s]+")
+_QUERY_VALUES = re.compile(r"=[^&#\s]*")
 _PHONE = re.compile(r"\+\d{8,15}\b|\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")
 
 
@@ -115,6 +120,25 @@ class SafeTextFormatter(logging.Formatter):
         return " ".join(parts)
 
 
+def redact_path(path: str) -> str:
+    """``/smart/callback?code=…&state=…`` from ``/smart/callback?code=abc&state=xyz``."""
+    route, question, query = path.partition("?")
+    route = _SECRET_SEGMENTS.sub(r"\1…", route)
+    return route + question + _QUERY_VALUES.sub("=…", query) if question else route
+
+
+class RedactAccessLog(logging.Filter):
+    """uvicorn's access lines without codes, tokens, ``state`` or launch handles."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_path(arg) if index == 2 and isinstance(arg, str) else arg
+                for index, arg in enumerate(record.args)
+            )
+        return True
+
+
 class DemoteRoutine(logging.Filter):
     """Celery's per-task INFO lines become DEBUG (shown only when the level is DEBUG)."""
 
@@ -142,10 +166,17 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     formatter = SafeJsonFormatter() if log_format == "json" else SafeTextFormatter()
     handler.setFormatter(formatter)
+    handler.addFilter(RedactAccessLog())
     numeric = logging.getLevelName(level.upper())
     handler.addFilter(DemoteRoutine(numeric if isinstance(numeric, int) else logging.INFO))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # uvicorn configures its loggers with handlers of their own (and no propagation) when it
+    # is started with its default log config: take them back, so every line is redacted.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        server_log = logging.getLogger(name)
+        server_log.handlers.clear()
+        server_log.propagate, server_log.disabled = True, False
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

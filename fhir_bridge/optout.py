@@ -49,13 +49,14 @@ _LINK_PURPOSE: Final = "fhir-bridge/email-unsubscribe/v1"
 """itsdangerous salt: keys for these links differ from every other use of the secret."""
 
 
-def ledger_entry(change: ConsentChange, *, source: str) -> LedgerEntry:
-    """The local ledger row for ``change``: every purpose, the address it concerns."""
+def ledger_entry(change: ConsentChange, *, source: str, purpose: str = "*") -> LedgerEntry:
+    """The local ledger row for ``change``: every purpose unless one is named, the address
+    it concerns."""
     return LedgerEntry(
         patient_ref=change.patient_ref,
         channel=change.channel,
         address=change.address,
-        purpose="*",
+        purpose=purpose,
         action=change.action,
         source=source,
         recorded_at=change.at,

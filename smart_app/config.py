@@ -14,11 +14,14 @@ import httpx
 from fhir_bridge.settings import Settings
 
 CALLBACK_PATH = "/smart/callback"
-PANEL_PATH = "/smart/panel"
+LAUNCH_PATH = "/smart/launch"
+STANDALONE_PATH = "/smart/standalone"
 # Path (under the /smart router) of everything bound to one launch's session. Every route
 # that acts for a launch is declared as SESSION_PREFIX + "/…"; links, forms and redirects
-# are built from `smart_app.security.launch_base(request)`, never spelled out.
-SESSION_PREFIX = ""
+# are built from `smart_app.security.launch_base(request)`, never spelled out. `{launch}`
+# is the launch's handle: each launch (each tab) is its own session.
+SESSION_PREFIX = "/l/{launch}"
+LAUNCH_PARAM = "launch"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class SmartAppConfig:
     session_seconds: int
     frame_ancestors: str
     secure_cookies: bool
+    standalone_scope: str = "openid fhirUser user/Patient.rs user/Communication.rs"
+    idle_seconds: int = 900
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmartAppConfig:
@@ -48,6 +53,8 @@ class SmartAppConfig:
             session_seconds=settings.smart_session_seconds,
             frame_ancestors=settings.smart_frame_ancestors or f"'self' {origin_of(iss)}",
             secure_cookies=settings.public_base_url.startswith("https://"),
+            standalone_scope=settings.smart_standalone_scope,
+            idle_seconds=settings.smart_session_idle_seconds,
         )
 
 

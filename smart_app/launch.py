@@ -1,10 +1,11 @@
-"""SMART App Launch 2.x EHR launch: the pure parts (issuer check, PKCE, URLs, token context).
+"""SMART App Launch 2.x (EHR and standalone launch): the pure parts (issuer, PKCE, URLs, context).
 
 The EHR opens ``/smart/launch?iss=…&launch=…``; we accept only our configured EHR
 as ``iss`` (an attacker-chosen ``iss`` would receive our client id and, after the
 exchange, make us trust its patient context). PKCE ``S256`` is always used, even
-by a confidential client, and ``state`` binds the callback to the browser that
-started the launch.
+by a confidential client. ``state`` and the PKCE verifier are kept server-side, keyed
+by ``state`` (single use), so the callback needs no cookie inside a cross-site frame.
+Only practitioner users (``fhirUser`` a Practitioner or PractitionerRole) get a session.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from smart_app.config import SmartAppConfig
-from smart_app.errors import LaunchRefused, TokenExchangeFailed
+from smart_app.errors import LaunchRefused, RoleRefused, TokenExchangeFailed
 
 PKCE_METHOD = "S256"
+STAFF_USER_TYPES = ("Practitioner", "PractitionerRole")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class PendingLaunch:
     token_endpoint: str
     issuer: str | None
     created_at: float
+    kind: str = "ehr"
+    browser_binding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,11 @@ class LaunchContext:
 
     access_token: str
     scope: str
-    patient_ref: str
+    patient_ref: str | None
     encounter_ref: str | None
     fhir_user: str | None
     expires_in: int | None
+    need_patient_banner: bool = False
 
 
 def check_issuer(iss: str | None, config: SmartAppConfig) -> str:
@@ -99,39 +104,52 @@ def authorize_url(
     endpoints: SmartEndpoints,
     config: SmartAppConfig,
     *,
-    launch: str,
+    launch: str | None,
     state: str,
     code_challenge: str,
 ) -> str:
-    """The authorization request the browser is redirected to (SMART 2.x EHR launch)."""
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": config.client_id,
-            "redirect_uri": config.redirect_uri,
-            "launch": launch,
-            "scope": config.scope,
-            "state": state,
-            "aud": config.iss,
-            "code_challenge": code_challenge,
-            "code_challenge_method": PKCE_METHOD,
-        }
-    )
+    """The authorization request the browser is redirected to (SMART 2.x).
+
+    With a ``launch`` id: the EHR launch and its patient scopes; without: the standalone
+    launch with the user-level scopes (``config.standalone_scope``).
+    """
+    params = {
+        "response_type": "code",
+        "client_id": config.client_id,
+        "redirect_uri": config.redirect_uri,
+        "scope": config.scope if launch is not None else config.standalone_scope,
+        "state": state,
+        "aud": config.iss,
+        "code_challenge": code_challenge,
+        "code_challenge_method": PKCE_METHOD,
+    }
+    if launch is not None:
+        params["launch"] = launch
+    query = urlencode(params)
     separator = "&" if "?" in endpoints.authorization_endpoint else "?"
     return f"{endpoints.authorization_endpoint}{separator}{query}"
 
 
 def context_from_token_response(
-    body: Any, config: SmartAppConfig, issuer: str | None, now: float
+    body: Any,
+    config: SmartAppConfig,
+    issuer: str | None,
+    now: float,
+    *,
+    patient_required: bool = True,
 ) -> LaunchContext:
-    """The launch context from a token response; a token without a patient is refused."""
+    """The launch context from a token response.
+
+    An EHR launch (``patient_required``) without a patient is refused; a standalone launch
+    keeps no patient even if the EHR names one.
+    """
     if not isinstance(body, Mapping):
         raise TokenExchangeFailed("bad-token-response")
     access_token = body.get("access_token")
-    patient = body.get("patient")
+    patient = body.get("patient") if patient_required else None
     if not isinstance(access_token, str) or not access_token:
         raise TokenExchangeFailed("no-access-token")
-    if not isinstance(patient, str) or not _is_fhir_id(patient):
+    if patient_required and (not isinstance(patient, str) or not _is_fhir_id(patient)):
         raise TokenExchangeFailed("no-patient-context")
     encounter = body.get("encounter")
     expires_in = body.get("expires_in")
@@ -141,13 +159,28 @@ def context_from_token_response(
     return LaunchContext(
         access_token=access_token,
         scope=str(body.get("scope") or ""),
-        patient_ref=f"Patient/{patient}",
+        patient_ref=f"Patient/{patient}" if isinstance(patient, str) else None,
         encounter_ref=f"Encounter/{encounter}"
-        if isinstance(encounter, str) and _is_fhir_id(encounter)
+        if patient_required and isinstance(encounter, str) and _is_fhir_id(encounter)
         else None,
         fhir_user=relative_reference(fhir_user, config.iss) if isinstance(fhir_user, str) else None,
         expires_in=expires_in if isinstance(expires_in, int) else None,
+        need_patient_banner=body.get("need_patient_banner") is True,
     )
+
+
+def require_staff_user(fhir_user: str | None) -> str:
+    """The ``fhirUser`` if it is a Practitioner or PractitionerRole on our EHR; else refused.
+
+    Patients and related persons (and users the EHR does not name) never get a session: the
+    panel shows other people's messages and lets its user change consent.
+    """
+    if not fhir_user:
+        raise RoleRefused("no-fhir-user")
+    resource_type, _, resource_id = fhir_user.partition("/")
+    if resource_type not in STAFF_USER_TYPES or not _is_fhir_id(resource_id):
+        raise RoleRefused("staff-only")
+    return fhir_user
 
 
 def id_token_claims(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, overload
 
 from fastapi import FastAPI
@@ -16,13 +17,13 @@ from fhir_bridge.settings import SettingsError
 from smart_app.config import SmartAppConfig
 from smart_app.errors import SmartAppError
 from smart_app.service import PanelDeps
-from smart_app.sessions import PendingLaunches, SessionStore
+from smart_app.sessions import PendingLaunches, SecretBox, SessionStore
 
 _LOCK = threading.Lock()
 
 
 class NotConfigured(SmartAppError):
-    """The staff panel needs the EHR base URL."""
+    """The staff panel needs the EHR base URL and a secret to protect sessions with."""
 
     status_code = 503
 
@@ -34,29 +35,51 @@ class SmartAppState:
     config: SmartAppConfig
     deps: PanelDeps
     templates: Environment
-    sessions: SessionStore = field(default_factory=SessionStore)
-    launches: PendingLaunches = field(default_factory=PendingLaunches)
+    sessions: SessionStore
+    launches: PendingLaunches
+    clinic_timezone: str = "America/New_York"
     now: Callable[[], float] = time.time
+
+
+@functools.cache
+def page_templates() -> Environment:
+    """The panel's Jinja templates (autoescaped); error pages need no configured app."""
+    return Environment(
+        loader=PackageLoader("smart_app", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
 
 
 def build_state(runtime: Runtime) -> SmartAppState:
     """Everything the panel needs, from the app's runtime."""
+    settings = runtime.settings
     try:
-        config = SmartAppConfig.from_settings(runtime.settings)
+        config = SmartAppConfig.from_settings(settings)
+        box = SecretBox(settings.require_notification_secret())
     except SettingsError as error:
-        raise NotConfigured("smart-app-not-configured") from error
+        code = "smart-app-not-configured" if not settings.ehr_base_url else "session-key-missing"
+        raise NotConfigured(code) from error
     deps = PanelDeps(
         sessions=runtime.sessions,
         policy=runtime.rules.consent,
         ehr_base_url=config.iss,
         clock=runtime.clock,
-        ehr_timeout=runtime.settings.ehr_timeout_seconds,
+        ehr_timeout=settings.ehr_timeout_seconds,
+        runtime=runtime,
     )
-    templates = Environment(
-        loader=PackageLoader("smart_app", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
+    return SmartAppState(
+        config=config,
+        deps=deps,
+        templates=page_templates(),
+        sessions=SessionStore(
+            runtime.sessions,
+            box,
+            lifetime_seconds=config.session_seconds,
+            idle_seconds=config.idle_seconds,
+        ),
+        launches=PendingLaunches(runtime.sessions, box),
+        clinic_timezone=runtime.rules.organization.timezone,
     )
-    return SmartAppState(config=config, deps=deps, templates=templates)
 
 
 @overload

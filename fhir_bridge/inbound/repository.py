@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,12 +16,14 @@ from fhir_bridge.store.models import (
     DeliveryReceipt,
     InboundMessage,
     LedgerEntry,
+    MessageStatus,
     PlannedMessage,
     SmsReply,
     StaffInboxItem,
 )
 
-SENT_STATUSES = ("sent", "unknown")
+# A message the patient may have received (``unknown``: the provider may have it).
+SENT_STATUSES = (MessageStatus.SENT.value, MessageStatus.UNKNOWN.value)
 RowT = TypeVar("RowT", DeliveryReceipt, InboundMessage, SmsReply, StaffInboxItem)
 
 
@@ -174,6 +176,24 @@ def reply_by_key(session: Session, key: str) -> SmsReply | None:
     return session.scalar(select(SmsReply).where(SmsReply.key == key))
 
 
+def settle_reply(
+    session: Session, reply_id: str, taken_until: datetime, values: dict[str, Any]
+) -> bool:
+    """Settle a reply taken over after a crash, only if it is still ``sending`` under the
+    lease taken over (``taken_until``); True when this call settled it."""
+    result = session.execute(
+        update(SmsReply)
+        .where(
+            SmsReply.id == reply_id,
+            SmsReply.status == "sending",
+            SmsReply.lease_until == taken_until,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def replies_for(session: Session, inbound_id: int) -> Sequence[SmsReply]:
     return list(
         session.scalars(
@@ -194,6 +214,20 @@ def open_inbox_items(session: Session, patient_ref: str, limit: int) -> Sequence
     )
 
 
+def open_inbox_all_patients(
+    session: Session, limit: int
+) -> Sequence[tuple[StaffInboxItem, InboundMessage | None]]:
+    """Open staff-inbox items across patients with their reply: urgent first, then oldest."""
+    rows = session.execute(
+        select(StaffInboxItem, InboundMessage)
+        .outerjoin(InboundMessage, InboundMessage.id == StaffInboxItem.inbound_id)
+        .where(StaffInboxItem.status == "open")
+        .order_by(StaffInboxItem.priority.desc(), StaffInboxItem.created_at, StaffInboxItem.id)
+        .limit(limit)
+    )
+    return [(item, inbound) for item, inbound in rows.tuples()]
+
+
 def get_message(session: Session, message_id: str) -> PlannedMessage | None:
     return session.get(PlannedMessage, message_id)
 
@@ -211,3 +245,52 @@ def applied_receipts(session: Session, message_id: str) -> Sequence[DeliveryRece
             .order_by(DeliveryReceipt.id)
         )
     )
+
+
+def inbox_for_patient(
+    session: Session, patient_ref: str, limit: int
+) -> Sequence[tuple[StaffInboxItem, InboundMessage | None]]:
+    """A patient's staff-inbox items (open and handled) with the reply each came from,
+    newest first."""
+    rows = session.execute(
+        select(StaffInboxItem, InboundMessage)
+        .outerjoin(InboundMessage, InboundMessage.id == StaffInboxItem.inbound_id)
+        .where(StaffInboxItem.patient_ref == patient_ref)
+        .order_by(StaffInboxItem.created_at.desc(), StaffInboxItem.id.desc())
+        .limit(limit)
+    )
+    return [(item, inbound) for item, inbound in rows.tuples()]
+
+
+def mark_inbox_handled(
+    session: Session, item_id: int, patient_ref: str, by: str | None, now: datetime
+) -> bool:
+    """Open → handled for one of the patient's items; False when it is not open (or not theirs)."""
+    won = session.execute(
+        update(StaffInboxItem)
+        .where(
+            StaffInboxItem.id == item_id,
+            StaffInboxItem.patient_ref == patient_ref,
+            StaffInboxItem.status == "open",
+        )
+        .values(status="handled", handled_at=now, handled_by=by)
+        .returning(StaffInboxItem.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return won is not None
+
+
+def assign_inbox_item(session: Session, item_id: int, patient_ref: str, to: str | None) -> bool:
+    """Assign one of the patient's open items to a member of staff (``None``: unassign)."""
+    won = session.execute(
+        update(StaffInboxItem)
+        .where(
+            StaffInboxItem.id == item_id,
+            StaffInboxItem.patient_ref == patient_ref,
+            StaffInboxItem.status == "open",
+        )
+        .values(assigned_to=to)
+        .returning(StaffInboxItem.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return won is not None

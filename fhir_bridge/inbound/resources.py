@@ -100,6 +100,10 @@ class ConsentChange:
     at: datetime
     identifier_system: str
     identifier_value: str
+    purposes: tuple[str, ...] = ()
+    """Empty: every purpose (a STOP/START); otherwise only these (a staff member's choice)."""
+    performer: str | None = None
+    """Who recorded it, when not the patient themselves (``Practitioner/…`` from the panel)."""
 
     @property
     def action(self) -> str:
@@ -114,7 +118,10 @@ def outreach_consent(change: ConsentChange) -> dict[str, Any]:
     later change can find and end it (:func:`consents_to_end`).
     """
     build = opt_in_consent if change.permit else opt_out_consent
-    resource = build(change.patient_ref, change.channel, mask_address(change.address), change.at)
+    hint = mask_address(change.address) if change.address else None
+    resource = build(change.patient_ref, change.channel, hint, change.at, purposes=change.purposes)
+    if change.performer:
+        resource["performer"] = [{"reference": change.performer}]
     resource["meta"] = {"tag": [{"system": TAG_SYSTEM, "code": CONSENT_TAG}]}
     resource["identifier"] = [
         {"system": change.identifier_system, "value": change.identifier_value}
@@ -138,10 +145,29 @@ def consents_to_end(
     (``dateTime``; ``kept`` wins a tie) stays active and every other one ends when the newest
     began, so at most one active Consent per patient, channel, address and purpose comes
     from us, whatever order the instructions were processed in. Returns ``(id, end)``.
+
+    A deny for every purpose (a STOP) also ends our older permits for single purposes on
+    the same channel, whatever address they were recorded from (a health-tips opt-in; the
+    decision reads Consents for every address anyway): after a STOP no permit of ours
+    stays active beside it.
     """
     key = _supersession_key(kept, identifier_system)
     if key is None:
         return []
+    if not key[3] and (kept.get("provision") or {}).get("type") == "deny":
+        narrower = [
+            (str(consent["id"]), _stated_at(kept))
+            for consent in found
+            if consent.get("id")
+            and consent.get("id") != kept.get("id")
+            and (other := _supersession_key(consent, identifier_system)) is not None
+            and other[:2] == key[:2]
+            and other[3]
+            and (consent.get("provision") or {}).get("type") == "permit"
+            and _stated_at(consent) <= _stated_at(kept)
+        ]
+    else:
+        narrower = []
     group = [kept] + [
         consent
         for consent in found
@@ -154,7 +180,7 @@ def consents_to_end(
         (str(consent["id"]), end)
         for consent in group
         if consent is not newest and consent.get("id")
-    ]
+    ] + narrower
 
 
 def end_consent(consent: dict[str, Any], end: datetime) -> dict[str, Any] | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
 import threading
 import time
@@ -14,6 +12,13 @@ from typing import Any
 
 import authlib.deprecate  # noqa: F401  (installs an "always" filter we must override next)
 
+from fhir_bridge.fhir.assertions import (
+    ASSERTION_ALGORITHMS,
+    OAuthError,
+    check_assertion_claims,
+    check_token_form,
+    unverified_parts,
+)
 from fhir_bridge.sandbox.outcomes import ForbiddenError, InvalidRequestError, UnauthorizedError
 
 with warnings.catch_warnings():
@@ -21,27 +26,9 @@ with warnings.catch_warnings():
     from authlib.jose import JsonWebKey, JsonWebToken
     from authlib.jose.errors import JoseError
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-SIGNING_ALGORITHMS = ("RS384", "ES384")
-MAX_ASSERTION_LIFETIME_SECONDS = 300
-CLOCK_SKEW_SECONDS = 5
 DEFAULT_SCOPE = "system/*.rs system/Communication.c system/Subscription.cru"
 _FULL_ACCESS = ("system/*.cruds",)
 _V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
-
-
-class OAuthError(Exception):
-    """A token request rejected with an RFC 6749 error code."""
-
-    def __init__(self, status_code: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status_code = status_code
-        self.error = error
-        self.description = description
-
-    def body(self) -> dict[str, str]:
-        """The JSON error body of the token endpoint."""
-        return {"error": self.error, "error_description": self.description}
 
 
 @dataclass
@@ -87,18 +74,6 @@ def _covers(granted: tuple[str, ...], requested: str) -> bool:
     return all(scope_permits(granted, type_, letter) for letter in letters)
 
 
-def _jose_header(assertion: str) -> dict[str, Any]:
-    try:
-        encoded = assertion.split(".")[0]
-        decoded = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        header = json.loads(decoded)
-    except (ValueError, IndexError) as error:
-        raise OAuthError(400, "invalid_request", "client_assertion is not a JWT") from error
-    if not isinstance(header, dict):
-        raise OAuthError(400, "invalid_request", "client_assertion header is not an object")
-    return header
-
-
 class AuthServer:
     """Registered backend clients, issued tokens and bearer-token checks."""
 
@@ -130,11 +105,7 @@ class AuthServer:
 
     def issue_token(self, form: Mapping[str, str]) -> dict[str, Any]:
         """Validate a client_credentials request with a private_key_jwt assertion."""
-        if form.get("grant_type") != "client_credentials":
-            raise OAuthError(400, "unsupported_grant_type", "Only client_credentials is supported")
-        if form.get("client_assertion_type") != ASSERTION_TYPE:
-            raise OAuthError(400, "invalid_request", "client_assertion_type must be jwt-bearer")
-        assertion = form.get("client_assertion") or ""
+        assertion = check_token_form(form)
         if not assertion:
             raise OAuthError(400, "invalid_request", "client_assertion is required")
         claims = self._verified_claims(assertion)
@@ -183,10 +154,7 @@ class AuthServer:
             raise ForbiddenError(f"Token scopes do not permit '{letter}' on {type_}")
 
     def _verified_claims(self, assertion: str) -> dict[str, Any]:
-        header = _jose_header(assertion)
-        if header.get("alg") not in SIGNING_ALGORITHMS:
-            raise OAuthError(401, "invalid_client", "Assertion must be signed with RS384 or ES384")
-        unverified = self._unverified_payload(assertion)
+        header, unverified = unverified_parts(assertion)
         client_id = unverified.get("iss")
         with self._lock:
             client = self._clients.get(str(client_id))
@@ -194,22 +162,11 @@ class AuthServer:
             raise OAuthError(401, "invalid_client", "Unknown client")
         key = self._key_for(client, header.get("kid"))
         try:
-            claims = JsonWebToken(list(SIGNING_ALGORITHMS)).decode(assertion, key)
+            claims = JsonWebToken(list(ASSERTION_ALGORITHMS)).decode(assertion, key)
         except (JoseError, ValueError) as error:
             raise OAuthError(401, "invalid_client", "Assertion signature is invalid") from error
-        self._check_claims(dict(claims), str(client_id))
+        check_assertion_claims(claims, str(client_id), self.token_url, time.time())
         return dict(claims)
-
-    @staticmethod
-    def _unverified_payload(assertion: str) -> dict[str, Any]:
-        try:
-            encoded = assertion.split(".")[1]
-            payload = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-        except (ValueError, IndexError) as error:
-            raise OAuthError(400, "invalid_request", "client_assertion is not a JWT") from error
-        if not isinstance(payload, dict):
-            raise OAuthError(400, "invalid_request", "client_assertion payload is not an object")
-        return payload
 
     @staticmethod
     def _key_for(client: _Client, kid: Any) -> Any:
@@ -220,21 +177,3 @@ class AuthServer:
             if key.kid == kid:
                 return key
         raise OAuthError(401, "invalid_client", "No registered key matches the assertion kid")
-
-    def _check_claims(self, claims: dict[str, Any], client_id: str) -> None:
-        now = time.time()
-        if claims.get("sub") != client_id:
-            raise OAuthError(401, "invalid_client", "Assertion iss and sub must be the client_id")
-        audience = claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        if self.token_url not in audiences:
-            raise OAuthError(401, "invalid_client", "Assertion aud must be the token endpoint")
-        expiry = claims.get("exp")
-        if not isinstance(expiry, int | float):
-            raise OAuthError(401, "invalid_client", "Assertion exp is required")
-        if expiry <= now - CLOCK_SKEW_SECONDS:
-            raise OAuthError(401, "invalid_client", "Assertion has expired")
-        if expiry > now + MAX_ASSERTION_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS:
-            raise OAuthError(401, "invalid_client", "Assertion exp is more than 5 minutes ahead")
-        if not claims.get("jti"):
-            raise OAuthError(401, "invalid_client", "Assertion jti is required")

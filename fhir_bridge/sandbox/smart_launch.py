@@ -1,16 +1,23 @@
 """SMART App Launch (EHR launch) on the fake EHR: launch contexts, authorize, code exchange.
 
-Tests create a launch context with ``POST /_admin/launch {patient, fhirUser}`` and
-open the app's launch URL with the returned ``launch`` id; ``GET /auth/authorize``
-auto-approves (no login page) and redirects back with a single-use code, and the
-token endpoint exchanges it (``grant_type=authorization_code``) after checking the
-redirect URI, PKCE S256 and, for registered confidential clients, the secret.
+Tests create a launch context with ``POST /_admin/launch {patient, fhirUser,
+need_patient_banner}`` and open the app's launch URL with the returned ``launch`` id;
+``GET /auth/authorize`` auto-approves (no login page) and redirects back with a single-use
+code, and the token endpoint exchanges it (``grant_type=authorization_code``) after
+checking the redirect URI, PKCE S256 and, for registered confidential clients, the secret.
+
+A **standalone launch** (no ``launch`` parameter, no ``launch`` scope) signs in the user
+set with ``POST /_admin/standalone-user {fhirUser}`` (there is no login page).
+``GET /chart?patient=…&fhirUser=…&app=<launch URL>`` is a minimal chart page that embeds
+the app in an iframe, launched for that patient, the way an EHR does; open it on another
+host name than the app's (``localhost`` vs ``127.0.0.1``) to try a cross-site frame.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import secrets
 import threading
 import time
@@ -20,7 +27,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from fhir_bridge.sandbox.auth import OAuthError, _permissions, _Token
 from fhir_bridge.sandbox.outcomes import InvalidRequestError
@@ -40,9 +47,10 @@ _IDENTITY_SCOPES = frozenset({"launch", "openid", "fhirUser", "profile", "offlin
 class LaunchContext:
     """The chart's context a launch id stands for."""
 
-    patient: str
+    patient: str | None
     fhir_user: str | None
     encounter: str | None
+    need_patient_banner: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class SmartLaunch:
         self._secrets: dict[str, str] = {}
         self._codes: dict[str, _Grant] = {}
         self._key: Any = None
+        self.standalone_user: str | None = None
 
     @property
     def authorize_url(self) -> str:
@@ -108,7 +117,9 @@ class SmartLaunch:
         if not params.get("code_challenge") or params.get("code_challenge_method") != "S256":
             return refuse("invalid_request")
         scopes = tuple((params.get("scope") or "").split())
-        if context is None or "launch" not in scopes:
+        if "launch" not in scopes and "launch" not in params and self.standalone_user:
+            context = LaunchContext(None, self.standalone_user, None)
+        elif context is None or "launch" not in scopes:
             return refuse("access_denied")
         code = secrets.token_urlsafe(24)
         with self._lock:
@@ -145,9 +156,10 @@ class SmartLaunch:
             "token_type": "Bearer",
             "expires_in": lifetime,
             "scope": " ".join(granted),
-            "patient": grant.context.patient,
-            "need_patient_banner": False,
         }
+        if grant.context.patient:
+            body["patient"] = grant.context.patient
+            body["need_patient_banner"] = grant.context.need_patient_banner
         if grant.context.encounter:
             body["encounter"] = grant.context.encounter
         if "openid" in granted and grant.context.fhir_user:
@@ -218,8 +230,43 @@ def smart_launch_router(launcher: SmartLaunch) -> APIRouter:
         patient = options.get("patient") if isinstance(options, dict) else None
         if not isinstance(patient, str) or not patient:
             raise InvalidRequestError("patient (a Patient id) is required")
-        context = LaunchContext(patient, options.get("fhirUser"), options.get("encounter"))
+        context = LaunchContext(
+            patient,
+            options.get("fhirUser"),
+            options.get("encounter"),
+            options.get("need_patient_banner") is True,
+        )
         return JSONResponse({"launch": launcher.new_launch(context)}, status_code=201)
+
+    @router.post("/_admin/standalone-user")
+    async def standalone_user(request: Request) -> Response:
+        options = await request.json()
+        fhir_user = options.get("fhirUser") if isinstance(options, dict) else None
+        if fhir_user is not None and not isinstance(fhir_user, str):
+            raise InvalidRequestError("fhirUser must be a reference such as Practitioner/123")
+        launcher.standalone_user = fhir_user
+        return JSONResponse({"fhirUser": fhir_user})
+
+    @router.get("/chart")
+    def chart(request: Request) -> Response:
+        params = request.query_params
+        patient, app = params.get("patient"), params.get("app") or ""
+        if not patient or not app.startswith(("http://", "https://")):
+            raise InvalidRequestError("patient and app (the app's launch URL) are required")
+        context = LaunchContext(
+            patient,
+            params.get("fhirUser"),
+            None,
+            params.get("need_patient_banner", "true") != "false",
+        )
+        launch = launcher.new_launch(context)
+        query = urlencode({"iss": launcher.state.config.base_url, "launch": launch})
+        separator = "&" if "?" in app else "?"
+        return HTMLResponse(
+            _CHART_PAGE.format(
+                patient=html.escape(patient), src=html.escape(f"{app}{separator}{query}")
+            )
+        )
 
     @router.post("/_admin/smart-clients")
     async def register_secret(request: Request) -> Response:
@@ -232,3 +279,14 @@ def smart_launch_router(launcher: SmartLaunch) -> APIRouter:
         return JSONResponse({"client_id": client_id}, status_code=201)
 
     return router
+
+
+_CHART_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Chart: Patient/{patient}</title></head>
+<body style="margin:0;font-family:sans-serif">
+<header style="background:#333;color:#fff;padding:6px 12px">Development EHR chart:
+Patient/{patient}</header>
+<iframe id="app" title="App" src="{src}" style="width:100%;height:calc(100vh - 40px);border:0">
+</iframe>
+</body></html>
+"""

@@ -17,8 +17,9 @@ from fhir_bridge.runtime import Runtime
 from fhir_bridge.sandbox import EhrServer
 from fhir_bridge.sandbox.process import DEV_TOKEN
 from fhir_bridge.settings import load_settings
+from smart_app.banner import PatientBanner
 from smart_app.launch import LaunchContext
-from smart_app.security import SESSION_COOKIE
+from smart_app.security import session_base
 from smart_app.sessions import StaffSession
 from smart_app.state import smart_state
 from tests.smart_app.records import PATIENT_ID, PRACTITIONER_ID, email_consent, patient_resource
@@ -50,9 +51,13 @@ class PanelApp:
     app: FastAPI
     client: TestClient
     sessions: sessionmaker[Session]
+    base: str = "/smart"
 
     def sign_in(self, patient_id: str = PATIENT_ID, access_token: str = DEV_TOKEN) -> StaffSession:
-        """A staff session as a completed launch would create it, cookie set on the client."""
+        """A staff session as a completed launch would create it.
+
+        Its pages are under ``self.base`` (``/smart/l/<handle>``): use ``self.url("/panel")``.
+        """
         state = smart_state(self.app)
         context = LaunchContext(
             access_token=access_token,
@@ -62,9 +67,15 @@ class PanelApp:
             fhir_user=f"Practitioner/{PRACTITIONER_ID}",
             expires_in=3600,
         )
-        staff = state.sessions.create(context, state.now(), 3600)
-        self.client.cookies.set(SESSION_COOKIE, staff.id, domain="testserver.local", path="/smart")
+        banner = PatientBanner(required=True, available=True, name="Okafor, Mary")
+        handle, staff = state.sessions.create(context, state.now(), banner=banner)
+        assert isinstance(staff, StaffSession)
+        self.base = session_base(handle)
         return staff
+
+    def url(self, path: str) -> str:
+        """``/smart/l/<handle>/panel`` for ``/panel``: a page of the last signed-in launch."""
+        return self.base + path
 
 
 @pytest.fixture

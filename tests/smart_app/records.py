@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_bridge.store.db import transaction
-from fhir_bridge.store.models import PlannedMessage
+from fhir_bridge.store.models import InboundMessage, PlannedMessage, StaffInboxItem
 
 PATIENT_ID = "eq081-VQEgP8drUUqCWzHfw3"
 OTHER_PATIENT_ID = "e63wRTbPfr1p8UW81d8Seiw3"
@@ -17,6 +17,8 @@ PRACTITIONER_ID = "eM5CWtq15N0WJeuCet5bJlQ3"
 APPOINTMENT_ID = "eWLhfjXHp4RUczv2ZCOnpQw3"
 MOBILE = "+16175550123"
 EMAIL = "m.okafor@example.net"
+REPLY_TEXT = "Can I bring my daughter? She translates for me. ¿Puedo llevar a mi hija?"
+CRISIS_TEXT = "I can't do this anymore, I don't want to be here"
 SENT_TEXT = "Riverside Health: reminder of your visit on Thu Dec 3 at 9:30 AM. Reply C to confirm."
 
 
@@ -155,3 +157,41 @@ def seed_messages(
     with transaction(factory) as session:
         session.add_all(rows.values())
     return {label: row.id for label, row in rows.items()}
+
+
+def seed_inbox(
+    factory: sessionmaker[Session], now: datetime, patient_id: str = PATIENT_ID
+) -> dict[str, int]:
+    """Two replies from the patient: a question (newer) and a possible crisis (older)."""
+    replies = {
+        "crisis": (CRISIS_TEXT, "crisis", "stat", now - timedelta(hours=5)),
+        "message": (REPLY_TEXT, "message", "routine", now - timedelta(hours=1)),
+    }
+    ids = {}
+    with transaction(factory) as session:
+        for label, (text, kind, priority, at) in replies.items():
+            inbound = InboundMessage(
+                provider_message_id=f"SM{uuid.uuid4().hex}",
+                from_address=MOBILE,
+                to_address="+16175550100",
+                body=text,
+                received_at=at,
+                status="done",
+                patient_ref=f"Patient/{patient_id}",
+                intent=kind,
+            )
+            session.add(inbound)
+            session.flush()
+            item = StaffInboxItem(
+                inbound_id=inbound.id,
+                patient_ref=f"Patient/{patient_id}",
+                kind=kind,
+                priority=priority,
+                status="open",
+                communication_ref=f"Communication/in-{inbound.id}",
+                created_at=at,
+            )
+            session.add(item)
+            session.flush()
+            ids[label] = item.id
+    return ids
