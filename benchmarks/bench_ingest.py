@@ -1,38 +1,48 @@
-"""Notification ingest: how many notifications per second fhir-bridge makes durable.
+"""Notification ingest: how many notifications per second fhir-bridge makes durable,
+next to a bare FastAPI endpoint answering the same JSON (issue #10, goal: ratio ≥ 0.5).
 
 Starts the real API under uvicorn (one process) on SQLite or PostgreSQL with a Redis
-broker, then POSTs Backport IG event notifications from several client threads and prints
-throughput and latency (each 200 means: inbox row committed, job enqueued).
+broker, and in the same run a bare FastAPI app under the same uvicorn settings that only
+parses the body and answers the same OperationOutcome. The same bundled load generator
+(asyncio, HTTP/1.1 keep-alive, ``--connections`` connections, default 8) POSTs Backport IG
+event notifications to each and prints throughput, latency and the ratio. Each 200 from
+fhir-bridge means: the inbox row is committed (the worker is woken after the answer).
 
-    .venv/bin/python benchmarks/bench_ingest.py --database sqlite --count 2000
-    .venv/bin/python benchmarks/bench_ingest.py --database postgresql --count 2000
+    .venv/bin/python benchmarks/bench_ingest.py --database sqlite --count 4000
+    .venv/bin/python benchmarks/bench_ingest.py --database postgresql --count 4000
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fhir_bridge.ingest.auth import subscription_token
 from fhir_bridge.store.db import make_engine, make_session_factory, transaction
-from fhir_bridge.store.models import Subscription
-from tests.support.bridge import BridgeProcesses
+from fhir_bridge.store.models import InboxNotification, Subscription
+from tests.support.bridge import BridgeProcesses, free_port
 from tests.support.databases import drop_template, postgres_database, sqlite_database
 
-SECRET = "benchmark-secret"
+SECRET = "b5c1e0f4a7d2936c8e1f0a4b7d2c5e8f1a3b6c9d2e5f8a1b4c7d0e3f6a9b2c5d"  # benchmark only
 
 
 def notification(number: int) -> bytes:
@@ -56,7 +66,107 @@ def notification(number: int) -> bytes:
     return json.dumps(bundle).encode()
 
 
-def run(database_url: str, workdir: Path, count: int, threads: int) -> None:
+def bare_app() -> FastAPI:
+    """The baseline: read and parse the body, answer the same OperationOutcome, store nothing."""
+    app = FastAPI()
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "information", "code": "informational", "diagnostics": "accepted"}],
+    }
+
+    @app.post("/notifications/{subscription_id}")
+    async def notify(request: Request, subscription_id: str) -> JSONResponse:
+        orjson.loads(await request.body())
+        return JSONResponse(outcome, media_type="application/fhir+json")
+
+    return app
+
+
+def start_bare(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The bare app under uvicorn, started the way ``fhir-bridge serve`` starts the API."""
+    port = free_port()
+    code = (
+        "import sys, uvicorn; sys.path.insert(0, sys.argv[1]); "
+        "from bench_ingest import bare_app; "
+        "uvicorn.run(bare_app(), host='127.0.0.1', port=int(sys.argv[2]), log_config=None)"
+    )
+    log = (workdir / "bare.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(Path(__file__).parent), str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/docs", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("bare app did not start")
+
+
+async def _connection(host: str, port: int, requests: list[bytes], latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for request in requests:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                raise AssertionError(f"HTTP {status}")
+    finally:
+        writer.close()
+
+
+def load(base_url: str, path: str, headers: dict[str, str], count: int, connections: int) -> Any:
+    """POST ``count`` notifications over ``connections`` keep-alive connections."""
+    host, port = base_url.removeprefix("http://").split(":")
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    requests = []
+    for number in range(1, count + 1):
+        body = notification(number)
+        requests.append(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+    latencies: list[float] = []
+
+    async def everything() -> float:
+        began = time.perf_counter()
+        await asyncio.gather(
+            *(
+                _connection(host, int(port), requests[slot::connections], latencies)
+                for slot in range(connections)
+            )
+        )
+        return time.perf_counter() - began
+
+    elapsed = asyncio.run(everything())
+    latencies.sort()
+    return count / elapsed, latencies
+
+
+def report(name: str, rate: float, latencies: list[float]) -> None:
+    p50 = statistics.median(latencies) * 1000
+    p95 = latencies[int(len(latencies) * 0.95)] * 1000
+    print(f"{name:<22} {rate:>8,.0f} req/s   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
+
+
+def run(database_url: str, workdir: Path, count: int, connections: int) -> None:
     factory = make_session_factory(make_engine(database_url))
     with transaction(factory) as session:
         session.add(
@@ -82,52 +192,50 @@ def run(database_url: str, workdir: Path, count: int, threads: int) -> None:
         },
         workdir,
     )
-    bridge.start_api()
     headers = {
         "Authorization": f"Bearer {subscription_token(SECRET, 'bench')}",
         "Content-Type": "application/fhir+json",
     }
-    url = f"{bridge.base_url}/notifications/bench"
-    latencies: list[float] = []
+    bare, bare_url = start_bare(workdir)
+    bridge.start_api()
     try:
-        with httpx.Client(timeout=30) as client:
-
-            def post(number: int) -> None:
-                started = time.perf_counter()
-                response = client.post(url, content=notification(number), headers=headers)
-                latencies.append(time.perf_counter() - started)
-                assert response.status_code == 200, response.text
-
-            began = time.perf_counter()
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(post, range(1, count + 1)))
-            elapsed = time.perf_counter() - began
+        load(bare_url, "/notifications/bench", headers, min(count, 500), connections)  # warm-up
+        bare_rate, bare_latencies = load(
+            bare_url, "/notifications/bench", headers, count, connections
+        )
+        ours_rate, ours_latencies = load(
+            bridge.base_url, "/notifications/bench", headers, count, connections
+        )
     finally:
+        bare.kill()
         bridge.stop()
-        redis.Redis.from_url("redis://127.0.0.1:6379/3").delete(queue)
-    latencies.sort()
-    print(f"database:        {database_url.split(':')[0]}")
-    print(f"notifications:   {count} from {threads} client threads")
-    print(f"throughput:      {count / elapsed:,.0f} notifications/s (durable before 200)")
-    print(f"latency p50:     {statistics.median(latencies) * 1000:.1f} ms")
-    print(f"latency p95:     {latencies[int(len(latencies) * 0.95)] * 1000:.1f} ms")
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/3")
+        client.delete(queue, *(f"{queue}.{kind}" for kind in ("ingest", "delivery")))
+    with transaction(factory) as session:
+        stored = session.query(InboxNotification).count()
+    assert stored == count, (stored, count)
+    print(f"database:              {database_url.split(':')[0]}")
+    print(f"notifications:         {count} over {connections} keep-alive connections")
+    report("bare FastAPI", bare_rate, bare_latencies)
+    report("fhir-bridge (durable)", ours_rate, ours_latencies)
+    print(f"ratio fhir-bridge / bare: {ours_rate / bare_rate:.2f}  (goal: >= 0.5)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--count", type=int, default=4000)
+    parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if args.database == "sqlite":
             with sqlite_database(workdir) as url:
-                run(url, workdir, args.count, args.threads)
+                run(url, workdir, args.count, args.connections)
         else:
             try:
                 with postgres_database() as url:
-                    run(url, workdir, args.count, args.threads)
+                    run(url, workdir, args.count, args.connections)
             finally:
                 drop_template()
 

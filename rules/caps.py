@@ -28,8 +28,8 @@ Provisional until the send time
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -72,10 +72,16 @@ def rank(message: PlannedMessage) -> tuple[datetime, int, datetime, str]:
 
 def _busiest_week(days: Sequence[date], day: date) -> int:
     """The most messages in any seven-local-day window that contains ``day``."""
-    return max(
-        sum(1 for d in days if end - timedelta(days=_WEEK - 1) <= d <= end)
-        for end in (day + timedelta(days=offset) for offset in range(_WEEK))
-    )
+    # Only days less than a week away can share a window with ``day``; as day offsets.
+    near = [offset for offset in ((d - day).days for d in days) if -_WEEK < offset < _WEEK]
+    busiest = 0
+    for end in range(_WEEK) if near else ():
+        count = 0
+        for offset in near:
+            if end - _WEEK < offset <= end:
+                count += 1
+        busiest = max(busiest, count)
+    return busiest
 
 
 def cap_check(
@@ -134,7 +140,7 @@ def apply_caps(
             )
             continue
         counted.append(Counted(message.key, message.send_at))
-        kept.append(replace(message, trace=trace))
+        kept.append(message.with_trace(trace))
     kept.sort(key=lambda m: (m.send_at, m.key))
     withheld.sort(key=lambda w: w.key)
     return kept, withheld

@@ -6,21 +6,20 @@ language, time zone and history the same way, and so traces agree on them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.config import LocationOverride, RulesConfig
 from rules.fhir_json import first_name
 from rules.language import preferred_language
+from rules.memo import ContentMemo, content_key
 from rules.model import PatientSnapshot, PlannedMessage, WithheldMessage
 from rules.place_time import ZoneDecision, recipient_zone, start_offset_check, zone_of_place
 from rules.privacy import classify_sensitivity
-from rules.snapshot import referenced_closure, references_of
+from rules.snapshot import referenced_closure, shared_references_of
 from rules.timing import QuietHours
 
 
@@ -41,10 +40,28 @@ OFFSET_DISAGREES = "start-offset-disagrees"
 OFFSET_AGREES = "start-offset-used-as-check"
 
 
-@lru_cache(maxsize=4096)
-def _place_zone(location_json: str, configured: str | None, default: str) -> ZoneDecision:
-    location = json.loads(location_json) if location_json else None
-    return zone_of_place(location, appointment_start=None, configured=configured, default=default)
+_PLACE_ZONES: ContentMemo[ZoneDecision] = ContentMemo()
+
+
+def _place_zone(
+    location: Mapping[str, Any] | None, configured: str | None, default: str
+) -> ZoneDecision:
+    """The zone of a place, remembered by the Location's content and the settings."""
+    key = content_key(location) if location else ""
+    if key is None:
+        return zone_of_place(
+            location, appointment_start=None, configured=configured, default=default
+        )
+    memo_key = f"{configured!r}|{default!r}|{key}"
+    found = _PLACE_ZONES.get(memo_key)
+    if found is None:
+        found = _PLACE_ZONES.put(
+            memo_key,
+            zone_of_place(
+                location or None, appointment_start=None, configured=configured, default=default
+            ),
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,7 @@ class PlanningContext:
         override = self.override(location_ref)
         location = self.location(location_ref)
         decision = _place_zone(
-            json.dumps(location, sort_keys=True) if location else "",
+            location,
             override.timezone if override else None,
             self.config.organization.timezone,
         )
@@ -214,5 +231,5 @@ class PlanningContext:
         resolved references live as long as this context, so ``id`` is a safe key)."""
         found = self._references.get(id(resource))
         if found is None:
-            found = self._references[id(resource)] = references_of(resource)
+            found = self._references[id(resource)] = shared_references_of(resource)
         return found

@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final
 
 import langcodes
@@ -206,6 +206,11 @@ def language_tag(concept: Any) -> str | None:
 
 def lookup(tag: str, supported: Sequence[str]) -> str | None:
     """RFC 4647 lookup: the supported entry matching ``tag`` or a truncation of it."""
+    return _lookup(tag, tuple(supported))
+
+
+@lru_cache(maxsize=1024)
+def _lookup(tag: str, supported: tuple[str, ...]) -> str | None:
     wanted = {_normal(entry): entry for entry in supported}
     parts = _normal(tag).split("-")
     while parts:
@@ -233,7 +238,15 @@ def _readings(concept: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _tag_of_code(code: Any) -> str | None:
-    if not isinstance(code, str) or not _TAG_SHAPE.match(code.strip()):
+    if not isinstance(code, str):
+        return None
+    return _tag_of_text(code)
+
+
+@lru_cache(maxsize=1024)
+def _tag_of_text(code: str) -> str | None:
+    """A normalised tag for a code's text, worked out once per distinct text."""
+    if not _TAG_SHAPE.match(code.strip()):
         return None
     try:
         language = langcodes.Language.get(code.strip(), normalize=True)

@@ -81,6 +81,23 @@ class PlannedMessage:
     """When what the message is about happens (an appointment's start). Frequency caps
     keep the message about the soonest event; ``None`` ranks by ``send_at``."""
 
+    def with_trace(self, trace: Mapping[str, Any]) -> PlannedMessage:
+        """This message with another trace (``dataclasses.replace``, without its overhead)."""
+        return PlannedMessage(
+            key=self.key,
+            rule=self.rule,
+            purpose=self.purpose,
+            patient_ref=self.patient_ref,
+            about=self.about,
+            send_at=self.send_at,
+            template=self.template,
+            language=self.language,
+            variables=self.variables,
+            trace=trace,
+            sensitive=self.sensitive,
+            about_at=self.about_at,
+        )
+
     def withhold(self, reason: str, detail: str, trace: Mapping[str, Any]) -> WithheldMessage:
         """This message, decided against: same key and subject, with the reason and trace."""
         return WithheldMessage(

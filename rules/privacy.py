@@ -38,6 +38,7 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -51,6 +52,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from rules.memo import ContentMemo, content_key
 
 VALUE_SET_DIR: Final = Path(__file__).with_name("valuesets")
 SHIPPED_VALUE_SETS: Final = VALUE_SET_DIR / "sensitive.yaml"
@@ -126,6 +129,18 @@ _NON_TEXT_KEYS: Final = frozenset(
         "valueDateTime",
         "valueInstant",
         "valueTime",
+    }
+)
+# Resources many patients' resources point at, whose findings are memoised by content.
+# A medication order is never one: whether its medication is known depends on the others.
+_SHARED_TYPES: Final = frozenset(
+    {
+        "Location",
+        "HealthcareService",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Medication",
     }
 )
 _MEDICATION_ORDERS: Final = frozenset(
@@ -391,6 +406,10 @@ class _Compiled:
     label_categories: Mapping[str, str]
     location_ids: tuple[str, ...]
     location_names: re.Pattern[str] | None
+    # What one shared resource (a Location, Practitioner...) contributes, by its content.
+    verdicts: ContentMemo[_ResourceFindings] = dataclass_field(
+        default_factory=ContentMemo, compare=False, repr=False
+    )
 
     def code_category(self, system: str, code: str) -> str | None:
         canonical = _SYSTEM_ALIASES.get(system, system)
@@ -595,7 +614,27 @@ class _Findings:
             self.categories.setdefault(category)
 
 
-def _security(resource: Mapping[str, Any], compiled: _Compiled, found: _Findings) -> None:
+class _Recorder:
+    """Findings as the sequence of ``add`` calls, to replay into a :class:`_Findings`."""
+
+    def __init__(self) -> None:
+        self.added: list[tuple[str, str | None]] = []
+
+    def add(self, reason: str, category: str | None = None) -> None:
+        self.added.append((reason, category))
+
+
+@dataclass(frozen=True)
+class _ResourceFindings:
+    """What one resource contributes on its own: its findings and its free text."""
+
+    added: tuple[tuple[str, str | None], ...]
+    texts: tuple[str, ...]
+
+
+def _security(
+    resource: Mapping[str, Any], compiled: _Compiled, found: _Findings | _Recorder
+) -> None:
     meta = resource.get("meta")
     if not isinstance(meta, Mapping):
         return
@@ -623,7 +662,7 @@ def _location_reason(reference: Mapping[str, Any], compiled: _Compiled) -> str |
     return None
 
 
-def _walk(node: Any, compiled: _Compiled, found: _Findings, texts: list[str]) -> None:
+def _walk(node: Any, compiled: _Compiled, found: _Findings | _Recorder, texts: list[str]) -> None:
     """Collect coded and labelled findings, and every free-text string into ``texts``.
 
     Parsed JSON is dicts and lists, checked first; other mappings and sequences of
@@ -722,6 +761,32 @@ def _medication_known(order: Mapping[str, Any], given: Sequence[Any]) -> bool:
     )
 
 
+def _resource_findings(
+    resource: Mapping[str, Any], compiled: _Compiled, found: _Findings | _Recorder, texts: list[str]
+) -> None:
+    """One resource's own findings (a revealing Location, codes, labels) and free text."""
+    if resource.get("resourceType") == "Location":
+        location_reason = _location_resource_reason(resource, compiled)
+        if location_reason is not None:
+            found.add(location_reason)
+    try:
+        _walk(resource, compiled, found, texts)
+    except RecursionError:
+        found.add(REASON_UNPARSEABLE)
+
+
+def _shared_findings(resource: Mapping[str, Any], compiled: _Compiled) -> _ResourceFindings:
+    """A shared resource's findings, worked out once per content (see :mod:`rules.memo`)."""
+    key = content_key(resource)
+    if key is not None and (known := compiled.verdicts.get(key)) is not None:
+        return known
+    recorder = _Recorder()
+    texts: list[str] = []
+    _resource_findings(resource, compiled, recorder, texts)
+    result = _ResourceFindings(tuple(recorder.added), tuple(texts))
+    return result if key is None else compiled.verdicts.put(key, result)
+
+
 def classify_sensitivity(resources: Sequence[Any], policy: PrivacyPolicy) -> Sensitivity:
     """Decide whether outreach about ``resources`` must use the neutral wording.
 
@@ -737,16 +802,15 @@ def classify_sensitivity(resources: Sequence[Any], policy: PrivacyPolicy) -> Sen
             found.add(REASON_UNPARSEABLE)
             continue
         resource_type = resource.get("resourceType")
-        if resource_type == "Location":
-            location_reason = _location_resource_reason(resource, compiled)
-            if location_reason is not None:
-                found.add(location_reason)
-        elif resource_type in _MEDICATION_ORDERS and not _medication_known(resource, resources):
+        if resource_type in _SHARED_TYPES:
+            shared = _shared_findings(resource, compiled)
+            for reason, category in shared.added:
+                found.add(reason, category)
+            texts.extend(shared.texts)
+            continue
+        if resource_type in _MEDICATION_ORDERS and not _medication_known(resource, resources):
             found.add(REASON_MEDICATION_UNKNOWN)
-        try:
-            _walk(resource, compiled, found, texts)
-        except RecursionError:
-            found.add(REASON_UNPARSEABLE)
+        _resource_findings(resource, compiled, found, texts)
     if texts:
         for reason, category in compiled.text.reasons(fold("\n".join(texts))):
             found.add(reason, category)

@@ -14,9 +14,10 @@ rules fall back to their documented defaults (organisation zone, no place name).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from rules.memo import ContentMemo, content_key
 from rules.model import PatientSnapshot, SentRecord
 
 REFERENCED_TYPES: Final = frozenset(
@@ -56,24 +57,45 @@ def relative_reference(reference: str) -> str | None:
     return f"{resource_type}/{resource_id}"
 
 
-def _references(node: Any) -> Iterator[str]:
+def _references(node: Any, found: dict[str, None]) -> None:
+    """Add the references under ``node`` to ``found``, depth first in document order."""
     if isinstance(node, list):
         for item in node:
-            yield from _references(item)
+            if not isinstance(item, str):  # most leaves; skips the slower ABC check
+                _references(item, found)
         return
-    if not isinstance(node, Mapping):
+    if not isinstance(node, (dict, Mapping)):
         return
     target = node.get("reference")
     if isinstance(target, str) and (relative := relative_reference(target)) is not None:
-        yield relative
+        found.setdefault(relative)
     for key, value in node.items():
-        if key not in ("meta", "text"):
-            yield from _references(value)
+        if key not in ("meta", "text") and not isinstance(value, str):
+            _references(value, found)
 
 
 def references_of(resource: Mapping[str, Any]) -> list[str]:
     """Every reference to a followed type in one resource, in first-seen order."""
-    return list(dict.fromkeys(_references(resource)))
+    found: dict[str, None] = {}
+    _references(resource, found)
+    return list(found)
+
+
+_SHARED_REFERENCES: Final[ContentMemo[list[str]]] = ContentMemo()
+
+
+def shared_references_of(resource: Mapping[str, Any]) -> list[str]:
+    """:func:`references_of`, remembered by content for the types many patients share
+    (a day's appointments point at the same Locations). Do not modify the result."""
+    if resource.get("resourceType") not in REFERENCED_TYPES:
+        return references_of(resource)
+    key = content_key(resource)
+    if key is None:
+        return references_of(resource)
+    found = _SHARED_REFERENCES.get(key)
+    if found is None:
+        found = _SHARED_REFERENCES.put(key, references_of(resource))
+    return found
 
 
 def references_in(

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,8 +35,13 @@ class Offset:
     seconds: int
 
 
+@lru_cache(maxsize=1024)
 def parse_offset(text: str) -> Offset:
-    """Parse ``P3D``, ``PT2H``, ``P1DT12H``, ``P2W``; reject anything vaguer (months)."""
+    """Parse ``P3D``, ``PT2H``, ``P1DT12H``, ``P2W``; reject anything vaguer (months).
+
+    Parsed once per text: the rules file's durations are parsed when it loads (its
+    validation), and planning reuses those results for every message.
+    """
     match = _OFFSET_PATTERN.match(text)
     if not match or text in ("P", "PT") or text.endswith("T"):
         raise InvalidOffsetError(f"unsupported duration {text!r} (use e.g. P3D, PT2H, P1DT12H)")

@@ -98,6 +98,7 @@ class EhrClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._base = httpx.URL(base_url.rstrip("/") + "/")
+        self._batch_supported: bool | None = None
         self._retry = retry
         self._sleep = sleep
         self._http = httpx.Client(
@@ -127,7 +128,13 @@ class EhrClient:
 
     def search_all(self, resource_type: str, params: SearchParams) -> Iterator[dict[str, Any]]:
         """Every matching resource across all pages (`_include`d and outcome entries skipped)."""
-        bundle: dict[str, Any] | None = self.search(resource_type, params)
+        return self.all_matches(self.search(resource_type, params), resource_type)
+
+    def all_matches(
+        self, first_page: dict[str, Any], resource_type: str
+    ) -> Iterator[dict[str, Any]]:
+        """The matches of a searchset Bundle already fetched, then of its later pages."""
+        bundle: dict[str, Any] | None = first_page
         followed: set[str] = set()
         while bundle is not None:
             for entry in bundle.get("entry") or []:
@@ -224,6 +231,55 @@ class EhrClient:
         """The server's CapabilityStatement (`GET metadata`)."""
         return self._fetch("metadata", "CapabilityStatement")
 
+    def supports_batch(self) -> bool:
+        """Whether the CapabilityStatement declares the system `batch` interaction.
+
+        Asked once per client; an EHR that cannot answer `metadata` counts as without batch.
+        """
+        if self._batch_supported is None:
+            try:
+                statement = self.capabilities()
+            except EhrError:
+                return False
+            self._batch_supported = any(
+                isinstance(rest, Mapping)
+                and any(
+                    isinstance(item, Mapping) and item.get("code") == "batch"
+                    for item in rest.get("interaction") or ()
+                )
+                for rest in statement.get("rest") or ()
+            )
+        return self._batch_supported
+
+    def batch(self, urls: Sequence[str]) -> list[BatchAnswer]:
+        """Several reads and searches (`Type/id`, `Type?query`) in one `batch` round-trip.
+
+        Only GETs, so the whole request is retried like a read. Each answer is mapped like
+        the single request would have been: :meth:`BatchAnswer.resource` returns the
+        resource or raises the same `EhrError` (EhrNotFound for a 404 or 410).
+        """
+        for url in urls:
+            _batch_url(url)
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "GET", "url": url}} for url in urls],
+        }
+        base = self._base.copy_with(path=self._base.path.rstrip("/") or "/")
+        response = self._request(
+            "POST",
+            base,
+            "Bundle",
+            body=bundle,
+            headers={"Content-Type": FHIR_JSON},
+            idempotent=True,
+        )
+        answer = _json_body(response, "POST", "Bundle")
+        entries = answer.get("entry") if answer.get("type") == "batch-response" else None
+        if not isinstance(entries, list) or len(entries) != len(urls):
+            raise EhrProtocolError("EHR batch response does not answer each entry in order")
+        return [BatchAnswer.of(url, entry) for url, entry in zip(urls, entries, strict=True)]
+
     def close(self) -> None:
         """Release pooled connections."""
         self._http.close()
@@ -314,6 +370,49 @@ class EhrClient:
             "ehr_retry method=%s type=%s attempt=%d delay_s=%.2f", method, rtype, attempt, delay
         )
         self._sleep(delay)
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """One entry of a `batch-response`: its HTTP status and resource (or outcome)."""
+
+    url: str
+    status: int
+    body: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, url: str, entry: Any) -> BatchAnswer:
+        """Read one response entry; an unreadable status counts as a server error."""
+        entry = entry if isinstance(entry, Mapping) else {}
+        response = entry.get("response") if isinstance(entry.get("response"), Mapping) else {}
+        status_text = str(response.get("status") or "").strip()
+        code = status_text.split(" ", 1)[0]
+        status = int(code) if code.isdigit() else 502
+        body = entry.get("resource") if status < 400 else response.get("outcome")
+        return cls(url=url, status=status, body=body if isinstance(body, dict) else None)
+
+    def resource(self) -> dict[str, Any]:
+        """The resource answered, or the `EhrError` the single request would have raised."""
+        resource_type = _batch_url(self.url)
+        if self.status >= 400:
+            outcome = (
+                self.body if (self.body or {}).get("resourceType") == "OperationOutcome" else None
+            )
+            raise error_for_status(self.status, outcome, "GET", resource_type)
+        if self.body is None:
+            raise EhrProtocolError(f"EHR batch answered GET {resource_type} without a body")
+        return self.body
+
+
+def _batch_url(url: str) -> str:
+    """The resource type of a relative `Type/id` or `Type?query` URL; ValueError otherwise."""
+    path, _, _query = url.partition("?")
+    parts = path.split("/")
+    if len(parts) == 2:
+        _instance_path(parts[0], parts[1])
+    elif len(parts) != 1 or not _RESOURCE_TYPE.fullmatch(parts[0]):
+        raise ValueError("a batch entry is a relative Type/id or Type?query")
+    return parts[0]
 
 
 def _outcome_of(response: httpx.Response) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from fhir_bridge.fhir.resources import (
+    SUPPORTED_TYPES,
     InvalidResource,
     patient_reference,
     relative_reference,
@@ -253,15 +254,31 @@ def _status_from_subscription_status(resource: Mapping[str, Any]) -> dict[str, A
     }
 
 
-def _validated(resource: Any, expected_type: str | None = None) -> dict[str, Any]:
-    """A valid R4 resource whose id and patient reference fit the columns they go to."""
+def _validated(
+    resource: Any, expected_type: str | None = None, *, full: bool = True
+) -> dict[str, Any]:
+    """A resource whose id and patient reference fit the columns they go to.
+
+    ``full``: valid R4 (``fhir.resources``). Otherwise only its structure (a supported
+    ``resourceType`` and a string ``id``): what the API checks before answering; the worker
+    parses again with ``full`` and rejects what fails.
+    """
     try:
-        valid = validate_resource(resource, expected_type=expected_type)
+        valid = (
+            validate_resource(resource, expected_type=expected_type)
+            if full
+            else check_resource_shape(resource, expected_type=expected_type)
+        )
     except InvalidResource as exc:
         raise InvalidNotification(str(exc), code="structure") from None
     if not _FHIR_ID.fullmatch(valid["id"]):
         raise InvalidNotification(f"{valid['resourceType']}.id is not a FHIR id", code="value")
-    patient = patient_reference(valid)
+    try:
+        patient = patient_reference(valid)
+    except (AttributeError, TypeError):  # unvalidated structure: a participant not an object
+        raise InvalidNotification(
+            f"{valid['resourceType']} refers to its patient in an invalid shape", code="structure"
+        ) from None
     if patient is not None and not _FHIR_ID.fullmatch(patient.removeprefix("Patient/")):
         raise InvalidNotification(
             f"{valid['resourceType']} refers to its patient with an invalid id", code="value"
@@ -269,12 +286,29 @@ def _validated(resource: Any, expected_type: str | None = None) -> dict[str, Any
     return valid
 
 
-def parse_topic_bundle(bundle: Mapping[str, Any]) -> ParsedNotification:
+def check_resource_shape(resource: Any, expected_type: str | None = None) -> dict[str, Any]:
+    """The structural part of ``validate_resource``: an object of a supported type with an id."""
+    if not isinstance(resource, dict):
+        raise InvalidResource("resource must be a JSON object")
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        raise InvalidResource("resourceType is missing")
+    if expected_type and resource_type != expected_type:
+        raise InvalidResource(f"expected {expected_type}, got {resource_type}")
+    if resource_type not in SUPPORTED_TYPES:
+        raise InvalidResource("unsupported resourceType")
+    if not isinstance(resource.get("id"), str):
+        raise InvalidResource(f"{resource_type} has no id")
+    return resource
+
+
+def parse_topic_bundle(bundle: Mapping[str, Any], *, full: bool = True) -> ParsedNotification:
     """Parse a Backport IG notification Bundle (R4 Parameters or R4B SubscriptionStatus).
 
     Every level is type-checked (an entry that is not an object, a ``parameter`` that is
     not an array, ...) and every number bounded, so malformed input is an
-    :class:`InvalidNotification`, never another exception.
+    :class:`InvalidNotification`, never another exception. ``full=False`` checks the
+    resources it carries for structure only (the API); the worker parses with ``full``.
     """
     if bundle.get("type") != "history":
         raise InvalidNotification("notification Bundle.type must be 'history'")
@@ -296,7 +330,7 @@ def parse_topic_bundle(bundle: Mapping[str, Any]) -> ParsedNotification:
         resource = _object(entry, "Bundle.entry").get("resource")
         if resource is None:
             continue
-        resource = _validated(resource)
+        resource = _validated(resource, full=full)
         resources[f"{resource['resourceType']}/{resource['id']}"] = resource
     events = tuple(
         NotificationEvent(
@@ -329,9 +363,14 @@ def check_path(path_type: str | None, path_id: str | None) -> None:
 
 
 def parse_notification(
-    payload: Any, *, path_type: str | None = None, path_id: str | None = None
+    payload: Any, *, path_type: str | None = None, path_id: str | None = None, full: bool = True
 ) -> ParsedNotification:
-    """Classify a decoded JSON body (``None`` for an empty body) into a notification."""
+    """Classify a decoded JSON body (``None`` for an empty body) into a notification.
+
+    ``full=False`` (the API's hot path): the resources a topic Bundle carries are checked
+    for structure only; the worker validates them fully. A classic rest-hook body *is* the
+    resource, so it is always validated before we answer.
+    """
     check_path(path_type, path_id)
     if payload is None:
         if path_type:
@@ -340,7 +379,7 @@ def parse_notification(
     if not isinstance(payload, dict) or not isinstance(payload.get("resourceType"), str):
         raise InvalidNotification("body must be a FHIR resource with a resourceType")
     if payload["resourceType"] == "Bundle" and path_type is None:
-        return parse_topic_bundle(payload)
+        return parse_topic_bundle(payload, full=full)
     resource = _validated(payload, expected_type=path_type)
     if path_id is not None and resource.get("id") != path_id:
         raise InvalidNotification("resource id does not match the URL")

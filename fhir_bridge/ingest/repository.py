@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from fhir_bridge.store import worklist
-from fhir_bridge.store.db import insert_once
-from fhir_bridge.store.models import InboxNotification
+from fhir_bridge.store.models import InboxNotification, Subscription
+
+_INBOX = InboxNotification.__table__
+_SUBSCRIPTION = Subscription.__table__
+
+
+def remote_ids(
+    connection: Connection, subscription_ids: Collection[str]
+) -> dict[str, tuple[str | None, int]]:
+    """``{id: (remote_id, remote_epoch)}`` for those of ``subscription_ids`` we have."""
+    rows = connection.execute(
+        select(_SUBSCRIPTION.c.id, _SUBSCRIPTION.c.remote_id, _SUBSCRIPTION.c.remote_epoch).where(
+            _SUBSCRIPTION.c.id.in_(sorted(subscription_ids))
+        )
+    )
+    return {row.id: (row.remote_id, row.remote_epoch or 0) for row in rows}
+
+
+def insert_new(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Store every notification whose dedupe key is new, in one statement.
+
+    ``INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key`` (SQLite ≥ 3.35
+    and PostgreSQL): returns ``{dedupe_key: id}`` of the rows this statement inserted; a key
+    missing from it was already stored (a redelivery). ``rows`` hold ``subscription_id``,
+    ``dedupe_key``, ``kind``, ``body``, ``received_at`` and ``enqueued_at``.
+    """
+    if not rows:
+        return {}
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(_INBOX)
+        .values([{**row, "status": "pending", "attempts": 0} for row in rows])
+        .on_conflict_do_nothing(index_elements=[_INBOX.c.dedupe_key])
+        .returning(_INBOX.c.id, _INBOX.c.dedupe_key)
+    )
+    return {row.dedupe_key: row.id for row in connection.execute(statement)}
 
 
 def insert_if_new(
@@ -22,22 +57,50 @@ def insert_if_new(
     kind: str,
     body: dict[str, Any] | None,
     now: datetime,
-) -> InboxNotification | None:
-    """Store a notification unless one with the same dedupe key exists (then ``None``)."""
-    existing = session.scalar(
-        select(InboxNotification.id).where(InboxNotification.dedupe_key == dedupe_key)
-    )
-    if existing is not None:
-        return None
-    row = InboxNotification(
-        subscription_id=subscription_id,
-        dedupe_key=dedupe_key,
-        kind=kind,
-        body=body,
-        received_at=now,
-        status="pending",
-    )
-    return insert_once(session, row)
+) -> int | None:
+    """One notification through :func:`insert_new`: its id, or ``None`` for a duplicate."""
+    row = {
+        "subscription_id": subscription_id,
+        "dedupe_key": dedupe_key,
+        "kind": kind,
+        "body": body,
+        "received_at": now,
+        "enqueued_at": None,
+    }
+    return insert_new(session.connection(), [row]).get(dedupe_key)
+
+
+def forget_enqueued(session: Session, ids: Sequence[int]) -> None:
+    """The wake-up for these never reached the broker: the relay takes them next tick."""
+    if ids:
+        session.execute(
+            update(InboxNotification)
+            .where(InboxNotification.id.in_(ids), InboxNotification.status == "pending")
+            .values(enqueued_at=None)
+        )
+
+
+def refresh_subscription_clocks(session: Session) -> None:
+    """Each Subscription's last notification and heartbeat, derived from the inbox.
+
+    The API never updates the Subscription row (every request would wait on its lock);
+    the relay and the health check bring these two columns up to date instead, and only
+    where they moved.
+    """
+    for column, only_heartbeats in (
+        (Subscription.last_notification_at, False),
+        (Subscription.last_heartbeat_at, True),
+    ):
+        condition = InboxNotification.subscription_id == Subscription.id
+        if only_heartbeats:
+            condition = and_(condition, InboxNotification.kind == "heartbeat")
+        newest = select(func.max(InboxNotification.received_at)).where(condition).scalar_subquery()
+        session.execute(
+            update(Subscription)
+            .where((column.is_(None) & newest.is_not(None)) | (column < newest))
+            .values({column: newest})
+            .execution_options(synchronize_session=False)
+        )
 
 
 def claim(session: Session, inbox_id: int, now: datetime, lease: timedelta) -> bool:
@@ -54,6 +117,23 @@ def mark_done(session: Session, row: InboxNotification, now: datetime) -> None:
     row.processed_at = now
     row.lease_until = None
     row.error_code = None
+
+
+def mark_rejected(session: Session, inbox_id: int, now: datetime, reason: str) -> None:
+    """Full validation refused it: final, with the reason (field names, never values), and
+    counted against its Subscription."""
+    subscription_id = session.scalar(
+        update(InboxNotification)
+        .where(InboxNotification.id == inbox_id)
+        .values(status="rejected", error_code=reason[:200], lease_until=None, processed_at=now)
+        .returning(InboxNotification.subscription_id)
+    )
+    if subscription_id is not None:
+        session.execute(
+            update(Subscription)
+            .where(Subscription.id == subscription_id)
+            .values(notifications_rejected=Subscription.notifications_rejected + 1)
+        )
 
 
 def mark_failed(session: Session, inbox_id: int, now: datetime, code: str, final: bool) -> None:

@@ -9,6 +9,7 @@ The fields that belong to a transition (reason, lease, Communication status) are
 written in the same statement, so a row never shows half a transition.
 
     claim               planned (due) / queued (lease over)  → queued
+    claim_batch         the same, for up to n due rows in one statement
     start_sending       queued                               → sending (commit before the call)
     mark_sent           sending / queued / unknown           → sent
     requeue             sending                              → queued (retry, next channel)
@@ -19,6 +20,12 @@ written in the same statement, so a row never shows half a transition.
     cancel_if_open      planned / queued (+ provisional cap) → cancelled
     replan              replannable                          → planned
     withhold_on_replan  replannable                          → withheld
+    insert_new          (new rows, in bulk)                  → planned / withheld
+    cancel_open_many    planned / queued                     → cancelled (campaign paused)
+    reopen_many         cancelled with that reason           → planned (campaign resumed)
+    withhold_open_many  planned / queued                     → withheld (campaign cancelled,
+                                                               reminders of a cancelling
+                                                               broadcast)
 
 ``replannable`` is what re-planning may still decide: open, a provisional cap
 decision, or cancelled by us rather than by staff. History (``sending``, ``sent``,
@@ -29,11 +36,11 @@ reads the code base so that no other module writes the column.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from fhir_bridge.store.models import (
@@ -151,6 +158,50 @@ class MessageLifecycle:
         return self._move(
             message_id, allowed, {"status": S.QUEUED.value, "lease_until": now + lease}
         )
+
+    def claim_batch(
+        self,
+        now: datetime,
+        lease: timedelta,
+        *,
+        limit: int = 500,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """What :meth:`claim` does, for up to ``limit`` due rows at once; returns their ids.
+
+        One statement, ``WITH picked AS MATERIALIZED (SELECT id … ORDER BY send_at LIMIT n
+        FOR UPDATE SKIP LOCKED) UPDATE … FROM picked RETURNING id``: on PostgreSQL
+        concurrent dispatchers skip each other's rows instead of waiting; SQLite has one
+        writer at a time and no row locks (the same statement without ``FOR UPDATE``).
+        ``ids``: only among these (messages planning just found due). The outer condition
+        re-checks each row, so a row that moved meanwhile is never taken.
+        """
+        due = or_(
+            (PlannedMessage.status == S.PLANNED.value) & (PlannedMessage.send_at <= now),
+            (PlannedMessage.status == S.QUEUED.value) & (PlannedMessage.lease_until < now),
+        )
+        candidates = select(PlannedMessage.id).where(due)
+        if ids is not None:
+            if not ids:
+                return []
+            candidates = candidates.where(PlannedMessage.id.in_(list(ids)))
+        # A materialized CTE, not ``IN (subquery)``: PostgreSQL may run a LIMIT subquery
+        # more than once inside an UPDATE and so take more than ``limit`` rows.
+        picked = (
+            candidates.order_by(PlannedMessage.send_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("picked")
+            .prefix_with("MATERIALIZED")
+        )
+        result = self._session.execute(
+            update(PlannedMessage)
+            .where(PlannedMessage.id == picked.c.id, due)
+            .values(status=S.QUEUED.value, lease_until=now + lease)
+            .returning(PlannedMessage.id)
+            .execution_options(synchronize_session="fetch")
+        )
+        return list(result.scalars())
 
     def start_sending(self, message_id: str, lease_until: datetime) -> bool:
         """``queued`` → ``sending``; commit it *before* the provider call (the send ledger)."""
@@ -313,6 +364,88 @@ class MessageLifecycle:
         """A row re-planning may decide → ``withheld`` (a decision against the message)."""
         values = {**fields, **_withheld_values(reason, detail, trace)}
         return self._move(message_id, replannable(now), values)
+
+    # -- many rows at once (campaigns and broadcasts: tens of thousands of rows) ------
+
+    def insert_new(
+        self, planned: Sequence[Mapping[str, Any]], withheld: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """What ``new_planned`` / ``new_withheld`` make, as one bulk INSERT of many rows.
+
+        ``withheld`` rows carry ``reason`` and ``reason_detail``; their not-done
+        Communication is pending at once.
+        """
+        base = {"lease_until": None, "reason": None, "reason_detail": None}
+        rows = [
+            {**base, **fields, "status": S.PLANNED.value, "communication_status": _NONE}
+            for fields in planned
+        ]
+        rows += [
+            {**base, **fields, "status": S.WITHHELD.value, "communication_status": _PENDING}
+            for fields in withheld
+        ]
+        if rows:
+            self._session.execute(insert(PlannedMessage), rows)
+
+    def _move_many(
+        self, ids: Sequence[str], allowed: ColumnElement[bool], values: Mapping[str, Any]
+    ) -> int:
+        moved = 0
+        for start in range(0, len(ids), 1000):
+            result = self._session.execute(
+                update(PlannedMessage)
+                .where(PlannedMessage.id.in_(list(ids[start : start + 1000])), allowed)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            moved += int(result.rowcount)  # type: ignore[attr-defined]
+        return moved
+
+    def cancel_open_many(self, ids: Sequence[str], *, reason: str, now: datetime) -> int:
+        """``planned``/``queued`` → ``cancelled`` with ``reason`` (no Communication)."""
+        return self._move_many(
+            ids,
+            PlannedMessage.status.in_(OPEN_STATUSES),
+            {
+                "status": S.CANCELLED.value,
+                "reason": reason,
+                "lease_until": None,
+                "communication_status": _NONE,
+                "updated_at": now,
+            },
+        )
+
+    def reopen_many(self, ids: Sequence[str], *, reason: str, now: datetime) -> int:
+        """Rows ``cancel_open_many`` cancelled with ``reason`` → ``planned``, due ``now``."""
+        return self._move_many(
+            ids,
+            and_(PlannedMessage.status == S.CANCELLED.value, PlannedMessage.reason == reason),
+            {
+                "status": S.PLANNED.value,
+                "reason": None,
+                "send_at": now,
+                "lease_until": None,
+                "communication_status": _NONE,
+                "updated_at": now,
+            },
+        )
+
+    def withhold_open_many(
+        self, ids: Sequence[str], *, reason: str, detail: str | None, now: datetime
+    ) -> int:
+        """``planned``/``queued`` → ``withheld`` (a not-done Communication is pending)."""
+        return self._move_many(
+            ids,
+            PlannedMessage.status.in_(OPEN_STATUSES),
+            {
+                "status": S.WITHHELD.value,
+                "reason": reason,
+                "reason_detail": detail,
+                "lease_until": None,
+                "communication_status": _PENDING,
+                "updated_at": now,
+            },
+        )
 
 
 def _withheld_values(reason: str, detail: str | None, trace: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from fhir_bridge.outreach.lifecycle import (
 )
 from fhir_bridge.outreach.snapshot import ReferenceSource, live_snapshot
 from fhir_bridge.store.models import REASON_CANCELLED_BY_STAFF, PlannedMessage
+from rules.campaigns import owned_by_other_planner
 from rules.caps import REASON_CAP_REACHED
 from rules.config import RulesConfig
 from rules.engine import plan_for_patient
@@ -63,8 +64,12 @@ def replan_patient(
     now: datetime,
     planner: Planner = plan_for_patient,
     source: ReferenceSource | None = None,
+    due_now: list[str] | None = None,
 ) -> list[str]:
     """Reconcile stored messages with a fresh plan; returns ids of newly withheld messages.
+
+    ``due_now`` collects the ids of planned messages whose send time has come, for the
+    caller to claim and enqueue after its commit (no poll in between).
 
     Order matters only for clarity, not for the outcome: wanted keys first (a
     provisional cap decision may come back to ``planned``), then decisions
@@ -89,6 +94,10 @@ def replan_patient(
             log_planned("planned", row)
         elif _may_replan(row, now):
             _reschedule(lifecycle, row, message, now)
+        else:
+            continue
+        if due_now is not None and message.send_at <= now:
+            due_now.append(row.id)
     withheld_ids = []
     for key, withheld in decided.items():
         row = existing.get(key)
@@ -104,8 +113,8 @@ def replan_patient(
         withheld_ids.append(row.id)
         log_withheld(row)
     for key, row in existing.items():
-        if key in wanted or key in decided:
-            continue
+        if key in wanted or key in decided or owned_by_other_planner(key):
+            continue  # staff answers and campaigns are not the rules' to cancel
         if row.status in repository.OPEN_STATUSES or is_provisional_cap(row, now):
             _cancel(lifecycle, row, now)
     session.flush()

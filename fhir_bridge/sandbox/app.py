@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_bridge.sandbox.admin import admin_router
 from fhir_bridge.sandbox.auth import OAuthError
+from fhir_bridge.sandbox.batch import batch_router
 from fhir_bridge.sandbox.capability import capability_statement, smart_configuration
 from fhir_bridge.sandbox.interactions import FhirInteractions, etag
 from fhir_bridge.sandbox.outcomes import (
@@ -85,6 +86,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(admin_router(state))
     launcher = SmartLaunch(state)
     app.include_router(smart_launch_router(launcher))
+    app.include_router(batch_router(state, fhir, fhir_response, _json_body))
 
     def authorize(request: Request, type_: str, letter: str) -> None:
         state.auth.require(request.headers.get("authorization"), type_, letter)

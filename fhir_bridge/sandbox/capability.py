@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_bridge.sandbox.auth import DEFAULT_SCOPE, SIGNING_ALGORITHMS
+from fhir_bridge.fhir.assertions import ASSERTION_ALGORITHMS
+from fhir_bridge.sandbox.auth import DEFAULT_SCOPE
 from fhir_bridge.sandbox.state import EhrState
 from fhir_bridge.sandbox.subscription_model import BACKPORT
 
@@ -60,6 +61,7 @@ def capability_statement(state: EhrState) -> dict[str, Any]:
             {
                 "mode": "server",
                 "security": _security(state),
+                "interaction": [{"code": "batch"}],
                 "resource": [
                     _resource(state, type_)
                     for type_ in ADVERTISED_TYPES
@@ -85,7 +87,7 @@ def smart_configuration(state: EhrState) -> dict[str, Any]:
         ],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "scopes_supported": sorted(
             {*DEFAULT_SCOPE.split(), "system/*.read", "system/*.rs", "system/*.cruds"}
         ),

@@ -60,7 +60,7 @@ class FuzzedApi:
 
 @pytest.fixture
 def api(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FuzzedApi]:
-    monkeypatch.setattr(notifications, "enqueue_inbox", lambda _inbox_id: None)
+    monkeypatch.setattr(notifications, "wake_worker", lambda _inbox_ids: True)
     monkeypatch.setattr(tasks, "try_enqueue", lambda *_args: True)
     rt = make_runtime(
         database_url,

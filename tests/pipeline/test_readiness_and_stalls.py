@@ -84,7 +84,7 @@ def test_a_notification_held_by_a_stuck_worker_is_relayed_once_its_lease_ends(
         rt = make_runtime(url, tmp_path, lease_seconds=30)
         now = datetime.now(UTC)
         with transaction(rt.sessions) as session:
-            row = inbox_repository.insert_if_new(
+            inbox_id = inbox_repository.insert_if_new(
                 session,
                 subscription_id=None,
                 dedupe_key="sub-appointment-7731:event:12",
@@ -92,8 +92,7 @@ def test_a_notification_held_by_a_stuck_worker_is_relayed_once_its_lease_ends(
                 body={"resourceType": "Bundle", "type": "history", "entry": []},
                 now=now,
             )
-            assert row is not None
-            inbox_id = row.id
+            assert inbox_id is not None
             assert inbox_repository.claim(session, inbox_id, now, rt.lease)  # the stuck worker
         assert inbox_id not in jobs.inbox_to_relay(rt), "held under a live lease"
         rt.clock = lambda: now + timedelta(seconds=31)

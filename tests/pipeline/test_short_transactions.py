@@ -200,7 +200,7 @@ def hanging_ehr_runtime(
     ehr: EhrServer, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Runtime, Any]]:
     """SQLite (one write lock for everyone) behind an EHR that hangs on one Appointment."""
-    monkeypatch.setattr(notifications, "enqueue_inbox", lambda _inbox_id: None)
+    monkeypatch.setattr(notifications, "wake_worker", lambda _inbox_ids: True)
     with hanging_proxy(ehr.origin, r"^GET /fhir/Appointment/slow-") as proxy:
         rt = make_runtime(sqlite_url, tmp_path, ehr_base_url=f"{proxy.base_url}/fhir")
         add_subscription(rt, subscription_id=SUBSCRIPTION_ID)
