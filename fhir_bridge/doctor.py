@@ -247,6 +247,25 @@ def check_database(ctx: DoctorContext) -> CheckResult:
     return ok(name, f"{shown} reachable, schema at head ({', '.join(sorted(current))})")
 
 
+def check_reconciliation(ctx: DoctorContext) -> CheckResult:
+    """The last reconciliation of our Communications with the EHR's (daily, or the command)."""
+    from fhir_bridge.audit.reconcile import last_run_summary
+    from fhir_bridge.store.db import make_engine, make_session_factory
+
+    name, fix = "reconciliation", "run `fhir-bridge audit reconcile` to list what differs"
+    if not ctx.passed("database"):
+        return skip(name, "the database is not ready (see 'database')")
+    engine = make_engine(ctx.settings.database_url)
+    try:
+        summary = last_run_summary(make_session_factory(engine))
+    finally:
+        engine.dispose()
+    if summary is None:
+        return ok(name, "none yet: one runs daily (or `fhir-bridge audit reconcile` now)")
+    status, line = summary
+    return ok(name, line) if status in ("ok", "system-of-record") else warn(name, line, fix)
+
+
 def _known_revisions(database_url: str, revisions: set[str]) -> bool:
     from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
@@ -993,6 +1012,7 @@ def check_rules(ctx: DoctorContext) -> CheckResult:
 CHECK_ORDER = (
     "settings",
     "database",
+    "reconciliation",
     "broker",
     "ehr",
     "capability.subscriptions",
@@ -1025,6 +1045,7 @@ def run_checks(
     ctx.results["settings"] = settings_result
     single: tuple[tuple[str, Callable[[DoctorContext], CheckResult]], ...] = (
         ("database", check_database),
+        ("reconciliation", check_reconciliation),
         ("broker", check_broker),
         ("ehr", check_ehr),
         ("capability.subscriptions", check_subscription_support),

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_bridge.fhir.errors import EhrError, EhrNotFound
+from fhir_bridge.fhir_api.repository import record_version
 from fhir_bridge.inbound import repository
 from fhir_bridge.inbound.ehr_updates import ConcurrentUpdateConflict, update_with_retry
 from fhir_bridge.inbound.resources import validate_r4
@@ -61,10 +62,13 @@ def sync_communication(deps: SyncDeps, message_id: str) -> str:
         _settle(deps, message_id, "done")
         return "unchanged"
 
+    sent: list[dict[str, Any]] = []  # what we PUT, kept as a version for the FHIR API
+
     def change(current: dict[str, Any]) -> dict[str, Any] | None:
         updated = with_delivery_status(current, target)
         if updated is not None:
             validate_r4(updated)
+            sent.append(updated)
         return updated
 
     try:
@@ -83,7 +87,7 @@ def sync_communication(deps: SyncDeps, message_id: str) -> str:
             extra={"message_id": message_id, "error": type(exc).__name__},
         )
         return "retry"
-    _settle(deps, message_id, "done")
+    _settle(deps, message_id, "done", version=sent[-1] if sent else None, stored=stored)
     log.info(
         "communication status synced",
         extra={"message_id": message_id, "status": stored.get("status")},
@@ -91,11 +95,27 @@ def sync_communication(deps: SyncDeps, message_id: str) -> str:
     return "updated"
 
 
-def _settle(deps: SyncDeps, message_id: str, status: str, *, retry: bool = False) -> None:
+def _settle(
+    deps: SyncDeps,
+    message_id: str,
+    status: str,
+    *,
+    retry: bool = False,
+    version: dict[str, Any] | None = None,
+    stored: dict[str, Any] | None = None,
+) -> None:
     now = deps.clock()
     with transaction(deps.factory) as session:
         retry_at = now + deps.retry_after if retry else None
         repository.finish_sync(session, message_id, status, now, retry_at=retry_at)
+        if version is not None and stored is not None:
+            record_version(
+                session,
+                version,
+                ehr_id=stored.get("id"),
+                ehr_version=(stored.get("meta") or {}).get("versionId"),
+                recorded_at=now,
+            )
 
 
 def _last_error(session: Session, message_id: str) -> str | None:

@@ -17,10 +17,12 @@ failure in between re-finds both instead of doubling either.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from fhir_bridge.fhir.client import EhrClient
+from fhir_bridge.fhir_api.repository import record_version
 from fhir_bridge.inbound.resources import task_query, task_resource
 from fhir_bridge.outreach import repository
 from fhir_bridge.outreach.communication import (
@@ -36,9 +38,18 @@ log = logging.getLogger(__name__)
 
 
 def write_communication(
-    factory: sessionmaker[Session], ehr: EhrClient, message_id: str, options: WritebackOptions
+    factory: sessionmaker[Session],
+    ehr: EhrClient,
+    message_id: str,
+    options: WritebackOptions,
+    *,
+    ehr_writes: bool = True,
 ) -> str:
-    """Create the Communication if still pending; returns written / already / missing."""
+    """Create the Communication if still pending; returns written / already / missing.
+
+    With ``ehr_writes`` off (an EHR refusing Communication writes) nothing is sent to the
+    EHR: the version is only recorded here, where the read-only FHIR API serves it.
+    """
     with transaction(factory) as session:
         message = repository.get(session, message_id)
         if message is None:
@@ -48,7 +59,11 @@ def write_communication(
         resource = build_communication(message, options)
         staff_call = needs_staff_call(message)
     # The row is read and released: the EHR calls below hold no database lock.
-    created = ehr.create(resource, if_none_exist=identifier_search(message.id, options))
+    created = (
+        ehr.create(resource, if_none_exist=identifier_search(message.id, options))
+        if ehr_writes
+        else {}
+    )
     communication_id = created.get("id")
     if staff_call:
         reason_ref = f"Communication/{communication_id}" if communication_id else None
@@ -64,6 +79,8 @@ def write_communication(
         )
     with transaction(factory) as session:
         won = repository.mark_communication_written(session, message_id, communication_id)
+        if won:  # the version the read-only FHIR API serves, recorded with the write
+            record_version(session, resource, ehr_id=communication_id, ehr_version=_vid(created))
     if not won:
         return "already"
     log.info(
@@ -77,3 +94,8 @@ def write_communication(
         },
     )
     return "written"
+
+
+def _vid(stored: dict[str, Any]) -> str | None:
+    version = (stored.get("meta") or {}).get("versionId")
+    return str(version) if version is not None else None

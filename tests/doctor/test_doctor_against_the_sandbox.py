@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 ALL_CHECKS = [
     "settings",
     "database",
+    "reconciliation",
     "broker",
     "ehr",
     "capability.subscriptions",

@@ -1,0 +1,1 @@
+"""Outcome measures for clinic managers: ``fhir-bridge report``, the panel's outcomes page."""
