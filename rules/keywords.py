@@ -32,8 +32,14 @@ a new time in a sentence ("I need to reschedule", "quiero cambiar la cita") is a
 answer carries 911 and staff are alerted.
 
 **YES.** The keyword table makes YES (and Spanish SÍ) an opt-in (CTIA double opt-in
-confirmation). Whether a YES answers a pending opt-in or a reminder's "reply C to confirm"
-depends on conversation state the classifier does not see; :func:`resolve_reply` decides.
+confirmation). What a YES answers depends on conversation state the classifier does not see;
+:func:`resolve_reply` decides, in this order: after a STOP it resubscribes like START, except
+within :data:`STOP_HOLDS_AGAINST_YES` of that STOP, when it changes nothing (a fresh STOP is
+never undone by a "yes" that may answer something else); it confirms a pending double opt-in;
+it confirms the appointment of a reminder just sent ("reply C to confirm"); it joins health
+tips when the patient has an open invitation (:data:`INTENT_HEALTH_TIPS_OPT_IN`,
+``fhir_bridge.optin``); otherwise it is only a reply for the staff inbox, never a consent.
+A crisis in the same text is still handled first: a YES is only a keyword as the whole reply.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 INTENT_OPT_OUT: Final = "opt-out"
@@ -52,6 +59,8 @@ INTENT_RESCHEDULE: Final = "reschedule"
 INTENT_CRISIS: Final = "crisis"
 INTENT_AMBIGUOUS_CANCEL: Final = "ambiguous-cancel"
 INTENT_OTHER: Final = "other"
+INTENT_HEALTH_TIPS_OPT_IN: Final = "health-tips-opt-in"
+"""A YES answering an open invitation to health tips: the purpose-specific opt-in."""
 
 OPT_OUT_KEYWORDS: Final = frozenset(
     {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
@@ -96,6 +105,8 @@ RESCHEDULE_KEYWORDS: Final = frozenset(
     {"R", "RESCHEDULE", "REPROGRAMAR", "REAGENDAR", "CAMBIAR", "CAMBIARCITA", "CAMBIARLACITA"}
 )
 YES_KEYWORDS: Final = frozenset({"YES", "SI"})
+STOP_HOLDS_AGAINST_YES: Final = timedelta(hours=24)
+"""A YES this soon after a STOP from the same number neither resubscribes nor opts in."""
 
 SHORT_REPLY_MAX_WORDS: Final = 6
 """A STOP opening or closing a reply this short ("please stop", "stop it") opts out."""
@@ -404,12 +415,22 @@ def resolve_reply(
     opt_in_pending: bool,
     opted_out: bool,
     awaiting_confirmation: bool,
+    invitation_open: bool = False,
+    stopped_recently: bool = False,
 ) -> InboundIntent:
-    """Resolve the YES / SÍ ambiguity with conversation state (see the module docstring)."""
+    """Resolve the YES / SÍ ambiguity with conversation state (see the module docstring).
+
+    ``stopped_recently``: the number's STOP is younger than :data:`STOP_HOLDS_AGAINST_YES`;
+    ``invitation_open``: an invitation to health tips was sent to it and is still valid.
+    """
     if intent.kind != INTENT_OPT_IN or intent.keyword not in YES_KEYWORDS:
         return intent
-    if opt_in_pending or opted_out:
+    if opted_out:
+        return InboundIntent(INTENT_OTHER, intent.keyword) if stopped_recently else intent
+    if opt_in_pending:
         return intent
     if awaiting_confirmation:
         return InboundIntent(INTENT_CONFIRM, intent.keyword)
-    return intent
+    if invitation_open:
+        return InboundIntent(INTENT_HEALTH_TIPS_OPT_IN, intent.keyword)
+    return InboundIntent(INTENT_OTHER, intent.keyword)

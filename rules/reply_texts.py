@@ -30,6 +30,16 @@ REPLY_CRISIS: Final = "crisis"
 REPLY_RECEIVED: Final = "received"
 REPLY_CLARIFY_CANCEL: Final = "clarify-cancel"
 REPLY_UNKNOWN_SENDER: Final = "unknown-sender"
+REPLY_HEALTH_TIPS_JOINED: Final = "health-tips-joined"
+"""The CTIA opt-in confirmation after a YES to the health-tips invitation: programme, sender,
+frequency, "Msg & data rates may apply", HELP and STOP (the invitation's own wording is the
+invitation below)."""
+INVITE_HEALTH_TIPS: Final = "health-tips-invite"
+"""Not an answer but the outbound invitation to health tips (``rules.optin``): it asks for
+the double opt-in with the CTIA call-to-action (sender, programme, frequency, "Msg & data
+rates may apply", HELP, STOP). Kept here, not in a clinic-editable template, so the
+required wording cannot be edited away; the YES it asks for is the same in both languages
+(SÍ is accepted too)."""
 
 MAX_CLINIC_NAME: Final = 30
 """The longest clinic name every reply is checked to fit one segment with (tests)."""
@@ -68,6 +78,14 @@ REPLY_TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
             "R to reschedule, STOP to stop texts."
         ),
         REPLY_UNKNOWN_SENDER: "This number can't read replies; call your clinic at {phone}.",
+        REPLY_HEALTH_TIPS_JOINED: (
+            "You're signed up for health tips from {clinic}, about 2 a month. "
+            "Msg&data rates may apply. Reply HELP for help, STOP to opt out."
+        ),
+        INVITE_HEALTH_TIPS: (
+            "{clinic}: reply YES to get health tips by text, about 2 a month. "
+            "Msg&data rates may apply. Reply HELP for help, STOP to opt out."
+        ),
     },
     "es": {
         REPLY_OPT_OUT: (
@@ -103,6 +121,14 @@ REPLY_TEXTS: Final[Mapping[str, Mapping[str, str]]] = {
         ),
         REPLY_UNKNOWN_SENDER: (
             "Este número no puede leer respuestas; llame a su clínica al {phone}."
+        ),
+        REPLY_HEALTH_TIPS_JOINED: (
+            "Se inscribió en consejos de salud de {clinic}, unos 2 al mes. Pueden aplicar "
+            "tarifas. Responda AYUDA para ayuda, STOP para darse de baja."
+        ),
+        INVITE_HEALTH_TIPS: (
+            "{clinic}: responda SÍ para recibir consejos de salud por SMS, unos 2 al mes. "
+            "Pueden aplicar tarifas. Responda STOP para darse de baja."
         ),
     },
 }

@@ -120,7 +120,7 @@ RESOLUTIONS = [
     pytest.param(YES, True, False, True, "opt-in", id="yes-confirms-pending-double-opt-in"),
     pytest.param(YES, False, True, True, "opt-in", id="yes-after-stop-resubscribes"),
     pytest.param(YES, False, False, True, "confirm", id="yes-to-reminder-confirms-appointment"),
-    pytest.param(YES, False, False, False, "opt-in", id="yes-with-nothing-pending-stays-opt-in"),
+    pytest.param(YES, False, False, False, "other", id="yes-with-nothing-pending-is-for-staff"),
     pytest.param(
         InboundIntent("opt-in", "START"), False, False, True, "opt-in", id="start-never-confirms"
     ),

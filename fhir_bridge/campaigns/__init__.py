@@ -1,0 +1,1 @@
+"""Campaigns and broadcasts (issue #14): audiences, approval, sending at scale."""
