@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from fhir_bridge.settings import (
     ENV_PREFIX,
@@ -30,6 +31,9 @@ from fhir_bridge.settings import (
     ensure_notification_secret,
     get_settings,
 )
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 EXIT_USER_ERROR, EXIT_UNEXPECTED = 2, 1
 DESCRIPTION = """\
@@ -167,6 +171,12 @@ def _parser() -> argparse.ArgumentParser:
     cmd = _command(sub, "worker", "run a Celery worker", _worker)
     cmd.add_argument("--beat", action="store_true", help="also run the scheduler in-process")
     cmd.add_argument("--concurrency", type=int, default=2)
+    cmd.add_argument(
+        "--queues",
+        default="",
+        help="kinds of work to take, comma-separated (ingest,delivery,writeback,periodic,"
+        "default); all by default",
+    )
     # `run` checks the rules at its own start; its worker need not warn a second time.
     cmd.add_argument("--no-start-warnings", action="store_true", help=argparse.SUPPRESS)
     _command(sub, "scheduler", "run the periodic scheduler (Celery beat)", _scheduler)
@@ -217,6 +227,18 @@ def _parser() -> argparse.ArgumentParser:
     from fhir_bridge.doctor_cli import register as register_doctor
 
     register_doctor(sub)
+    from fhir_bridge.audit.cli import register as register_audit
+
+    register_audit(sub, _command)
+    from fhir_bridge.outcomes.cli import register as register_report
+
+    register_report(sub)
+    from fhir_bridge.campaigns.cli import register as register_campaigns
+
+    register_campaigns(sub, _command)
+    from fhir_bridge.optin.cli import register as register_optin
+
+    register_optin(sub, _command)
     return parser
 
 
@@ -276,18 +298,20 @@ WORKER_RESTART_DELAY_SECONDS = 2.0
 def _worker(args: argparse.Namespace) -> int:
     """The worker role: a small supervisor around the Celery worker process.
 
-    Celery's worker can die on a broker outage (kombu fails restoring unacknowledged
-    messages on the dead connection, an "unrecoverable error"). The role must not stop
-    delivering because of it, so the role's process stays up and starts a fresh Celery
-    worker whenever one exits with an error; the database is the record and the relay
-    re-enqueues whatever the dead worker held. Only a requested stop (SIGTERM/SIGINT) ends
-    the role: it is passed on, and the role exits with the worker's own exit code.
+    The known way a broker outage ended Celery's worker (kombu restoring unacknowledged
+    messages on a dropped Redis connection, an "unrecoverable error") is fixed by
+    ``fhir_bridge.broker_shim``. The role must not stop delivering for anything else either,
+    so the role's process stays up and starts a fresh Celery worker whenever one exits;
+    the database is the record and the relay re-enqueues whatever the dead worker held.
+    Only a requested stop (SIGTERM/SIGINT) ends the role: it is passed on, and the role
+    exits with the worker's own exit code.
     """
     if os.environ.get(WORKER_CHILD_ENV):
         return _celery_worker(args)
     _start(get_settings(), warnings=not args.no_start_warnings)
     argv = [sys.executable, "-m", "fhir_bridge", "worker", "--no-start-warnings"]
     argv += ["--concurrency", str(args.concurrency)] + (["--beat"] if args.beat else [])
+    argv += ["--queues", args.queues] if args.queues else []
     stopping = False
     child: subprocess.Popen[bytes] | None = None
 
@@ -313,7 +337,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _celery_worker(args: argparse.Namespace) -> int:
-    from fhir_bridge.tasks import celery_app
+    from fhir_bridge.tasks import celery_app, worker_queues
 
     settings = get_settings()
     _start(settings, warnings=False)
@@ -325,7 +349,7 @@ def _celery_worker(args: argparse.Namespace) -> int:
         "--concurrency",
         str(args.concurrency),
         "--queues",
-        settings.queue_name,
+        ",".join(worker_queues(settings.queue_name, _kinds(args.queues))),
         "--without-gossip",
         "--without-mingle",
     ]
@@ -333,10 +357,32 @@ def _celery_worker(args: argparse.Namespace) -> int:
         beat_file = settings.data_dir / "celerybeat-schedule"
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", "--schedule", str(beat_file)]
-    # ``worker_main`` drops the worker's exit code: an unrecoverable error (logged CRITICAL
-    # by Celery) would end the process with 0 and `restart: on-failure` would not restart it.
-    # ``start`` returns it; anything but a clean shutdown is a failure.
-    return _exit_code(celery_app.start(argv))
+    return _run_celery(celery_app, argv)
+
+
+def _run_celery(app: Celery, argv: list[str]) -> int:
+    """Run Celery's command line and return its exit code.
+
+    ``Celery.start`` (and ``worker_main``) drop it: click returns the code of
+    ``ctx.exit(code)`` in non-standalone mode and Celery discards the return value, so an
+    unrecoverable error (logged CRITICAL) would end the process with 0 and
+    `restart: on-failure` would not restart it. Anything but a clean shutdown is a failure.
+    """
+    from celery.bin.celery import celery as celery_command
+    from click.exceptions import Exit
+
+    celery_command.params[0].default = app
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    except Exit as stop:
+        code = stop.exit_code
+    finally:
+        celery_command.params[0].default = None
+    return _exit_code(code)
+
+
+def _kinds(queues: str) -> list[str]:
+    return [kind.strip() for kind in queues.split(",") if kind.strip()]
 
 
 def _exit_code(code: object) -> int:
@@ -353,7 +399,8 @@ def _scheduler(_args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    code = celery_app.start(
+    return _run_celery(
+        celery_app,
         [
             "--quiet",
             "beat",
@@ -361,9 +408,8 @@ def _scheduler(_args: argparse.Namespace) -> int:
             settings.log_level,
             "--schedule",
             str(settings.data_dir / "celerybeat-schedule"),
-        ]
+        ],
     )
-    return _exit_code(code)
 
 
 def _migrate(_args: argparse.Namespace) -> int:
@@ -504,7 +550,7 @@ def registration_details(settings: Settings) -> dict[str, dict[str, object]]:
     The signing algorithm is the key's own; without a key the backend entry says so.
     """
     from fhir_bridge.runtime import load_signing_key
-    from smart_app.config import CALLBACK_PATH
+    from smart_app.config import CALLBACK_PATH, LAUNCH_PATH, STANDALONE_PATH
 
     base = settings.public_base_url
     backend: dict[str, object] = {
@@ -525,9 +571,10 @@ def registration_details(settings: Settings) -> dict[str, dict[str, object]]:
         backend["token_endpoint_auth_signing_alg"] = key.alg
         backend["kid"] = key.kid
     panel: dict[str, object] = {
-        "client_type": "staff panel (SMART App Launch, EHR launch)",
+        "client_type": "staff panel (SMART App Launch: EHR launch and standalone launch)",
         "client_id": settings.smart_client_id,
-        "launch_uri": f"{base}/smart/launch",
+        "launch_uri": f"{base}{LAUNCH_PATH}",
+        "standalone_launch_url": f"{base}{STANDALONE_PATH} (clinic-wide replies waiting)",
         "redirect_uri": f"{base}{CALLBACK_PATH}",
         "token_endpoint_auth_method": (
             "client_secret_basic"
@@ -535,6 +582,10 @@ def registration_details(settings: Settings) -> dict[str, dict[str, object]]:
             else "none (public client, PKCE S256)"
         ),
         "scope": settings.smart_scope,
+        "standalone_scope": settings.smart_standalone_scope,
+        "pkce": "S256 (required)",
+        "user_types": "practitioners only (fhirUser Practitioner or PractitionerRole)",
+        "embedding": "iframe from the EHR's origin (CSP frame-ancestors); HTTPS in production",
     }
     return {"backend_services": backend, "staff_panel": panel}
 

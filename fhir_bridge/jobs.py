@@ -23,7 +23,7 @@ from fhir_bridge.optout import email_unsubscribe_links
 from fhir_bridge.outreach import repository as message_repository
 from fhir_bridge.outreach.communication import WritebackOptions
 from fhir_bridge.outreach.delivery import DeliveryDeps, deliver, reconcile_abandoned
-from fhir_bridge.outreach.planning import replan_patient
+from fhir_bridge.outreach.planning import Planner, replan_patient
 from fhir_bridge.outreach.snapshot import ReferenceSource, prefetch_references
 from fhir_bridge.outreach.writeback import write_communication
 from fhir_bridge.runtime import Runtime
@@ -37,25 +37,32 @@ from fhir_bridge.sync.service import (
     SyncDeps,
     apply_reads,
     apply_resource,
-    catch_up_by_search,
     forget_resource,
     process_notification,
     read_current,
     read_notification,
 )
-from fhir_bridge.sync.subscriptions import SubscriptionPlan, check_subscription
+from fhir_bridge.sync.subscriptions import SubscriptionPlan, check_all
 from fhir_bridge.sync.topics import named_topics
+from rules.engine import plan_for_patient
 
 log = logging.getLogger(__name__)
 
 MAX_NOTIFICATION_ATTEMPTS = 10
 
 
-def patient_changed_hook(rt: Runtime, now: datetime) -> Callable[[Session, str], None]:
-    """Re-plan a patient's outreach from our store (fetching the Patient once if unknown)."""
+def patient_changed_hook(
+    rt: Runtime, now: datetime, planner: Planner = plan_for_patient
+) -> Callable[[Session, str], None]:
+    """Re-plan a patient's outreach from our store (fetching the Patient once if unknown).
+
+    A message already due is claimed in the same transaction and handed to delivery right
+    after it commits (``tasks.session_after_commit``), not at the next dispatch poll.
+    """
 
     def on_patient_changed(session: Session, patient_ref: str) -> None:
         patient = _patient_for(session, rt, patient_ref, now)
+        due_now: list[str] = []
         replan_patient(
             session,
             patient_ref=patient_ref,
@@ -63,9 +70,21 @@ def patient_changed_hook(rt: Runtime, now: datetime) -> Callable[[Session, str],
             config=rt.rules,
             now=now,
             source=reference_source(rt),
+            due_now=due_now,
+            planner=planner,
         )
+        if due_now:
+            _deliver_after_commit(rt, session, due_now, now)
 
     return on_patient_changed
+
+
+def _deliver_after_commit(rt: Runtime, session: Session, ids: list[str], now: datetime) -> None:
+    from fhir_bridge.tasks import session_after_commit
+
+    after = session_after_commit(session)
+    for message_id in message_repository.claim_batch(session, now, rt.lease, ids=ids):
+        after.add("fhir_bridge.deliver", message_id)
 
 
 def _patient_for(
@@ -147,7 +166,11 @@ def _prefetch_for_resources(rt: Runtime, resources: list[dict[str, Any]], now: d
 
 def sync_deps(rt: Runtime, now: datetime) -> SyncDeps:
     return SyncDeps(
-        ehr=rt.ehr, now=now, skew=rt.skew, on_patient_changed=patient_changed_hook(rt, now)
+        ehr=rt.ehr,
+        now=now,
+        skew=rt.skew,
+        on_patient_changed=patient_changed_hook(rt, now),
+        prefetch=lambda resources: _prefetch_for_resources(rt, resources, now),
     )
 
 
@@ -191,8 +214,13 @@ def process_inbox(rt: Runtime, inbox_id: int) -> str:
                 assert row is not None
                 inbox_repository.mark_done(session, row, now)
     except InvalidNotification as exc:
+        # Full validation happens here, not in the API: record why, count it against the
+        # Subscription (the reason names fields and codes, never values).
         with transaction(rt.sessions) as session:
-            inbox_repository.mark_failed(session, inbox_id, now, f"invalid:{exc.code}", final=True)
+            inbox_repository.mark_rejected(session, inbox_id, now, f"invalid:{exc.code}: {exc}")
+        log.warning(
+            "notification rejected", extra={"inbox_id": inbox_id, "reason": f"invalid:{exc.code}"}
+        )
         return "invalid"
     except EhrError as exc:
         with transaction(rt.sessions) as session:
@@ -217,22 +245,38 @@ def inbox_to_relay(rt: Runtime, limit: int = 500) -> list[int]:
     return ids
 
 
-def claim_due_messages(rt: Runtime, limit: int = 500) -> list[str]:
-    """Claim every due message for delivery (each by exactly one dispatcher)."""
+def claim_due_messages(rt: Runtime, limit: int = 2000) -> list[str]:
+    """Claim due messages for delivery in one statement (each by exactly one dispatcher)."""
     now = rt.clock()
-    claimed = []
     with transaction(rt.sessions) as session:
-        for message_id in message_repository.due_candidates(session, now, limit):
-            if message_repository.claim(session, message_id, now, rt.lease):
-                claimed.append(message_id)
-    return claimed
+        return message_repository.claim_batch(session, now, rt.lease, limit=limit)
+
+
+def forget_inbox_enqueued(rt: Runtime, inbox_ids: list[int]) -> None:
+    """The broker did not take these: the relay takes them again on its next tick."""
+    with transaction(rt.sessions) as session:
+        inbox_repository.forget_enqueued(session, inbox_ids)
+
+
+def refresh_subscription_clocks(rt: Runtime) -> None:
+    """Each Subscription's last notification and heartbeat, derived from the inbox."""
+    with transaction(rt.sessions) as session:
+        inbox_repository.refresh_subscription_clocks(session)
 
 
 def writebacks_to_relay(rt: Runtime, limit: int = 500) -> list[str]:
-    """Communications not yet written a few seconds after their message settled."""
-    older_than = rt.clock() - timedelta(seconds=rt.settings.relay_interval_seconds)
+    """Communications not yet written a few seconds after their message settled, and not
+    handed to the queue within a lease (a lost task, a killed worker); marked as handed."""
+    now = rt.clock()
+    older_than = now - timedelta(seconds=rt.settings.relay_interval_seconds)
     with transaction(rt.sessions) as session:
-        return list(message_repository.pending_writebacks(session, older_than, limit))
+        ids = list(
+            message_repository.pending_writebacks(
+                session, older_than, limit, enqueued_before=now - rt.lease
+            )
+        )
+        message_repository.mark_writebacks_enqueued(session, ids, now)
+    return ids
 
 
 def delivery_deps(rt: Runtime) -> DeliveryDeps:
@@ -283,7 +327,13 @@ def writeback_options(rt: Runtime) -> WritebackOptions:
 
 def write_back(rt: Runtime, message_id: str) -> str:
     """Short transactions around the EHR create (``outreach.writeback``)."""
-    return write_communication(rt.sessions, rt.ehr, message_id, writeback_options(rt))
+    return write_communication(
+        rt.sessions,
+        rt.ehr,
+        message_id,
+        writeback_options(rt),
+        ehr_writes=rt.settings.ehr_writes_communication,
+    )
 
 
 def subscription_plan(rt: Runtime) -> SubscriptionPlan:
@@ -302,23 +352,14 @@ def subscription_plan(rt: Runtime) -> SubscriptionPlan:
 
 def check_subscriptions(rt: Runtime) -> dict[str, str]:
     """Health-check every Subscription; reactivate and catch up where needed."""
-    results = {}
-    with transaction(rt.sessions) as session:
-        ids = [s.id for s in sync_repository.list_subscriptions(session)]
-    for subscription_id in ids:
-        now = rt.clock()
-        with transaction(rt.sessions) as session:
-            subscription = sync_repository.get_subscription(session, subscription_id)
-            assert subscription is not None
-            results[subscription.resource_type] = check_subscription(
-                session,
-                sync_deps(rt, now),
-                rt.ehr,
-                subscription_plan(rt),
-                subscription,
-                rt.settings.poll_page_size,
-            )
-    return results
+    refresh_subscription_clocks(rt)  # silence is judged from the inbox, not the API
+    return check_all(
+        rt.sessions,
+        lambda: sync_deps(rt, rt.clock()),
+        rt.ehr,
+        subscription_plan(rt),
+        rt.settings.poll_page_size,
+    )
 
 
 def poll(rt: Runtime) -> dict[str, int]:
@@ -331,27 +372,9 @@ def poll(rt: Runtime) -> dict[str, int]:
     mode = rt.settings.poll_search
     if mode != "system":
         return _poll_window(rt, mode)
-    applied = {}
-    for resource_type in SUBSCRIBED_TYPES:
-        started = rt.clock()
-        with transaction(rt.sessions) as session:
-            name = f"poll:{resource_type}"
-            since = sync_repository.get_watermark(session, name)
-            try:
-                applied[resource_type] = catch_up_by_search(
-                    session,
-                    sync_deps(rt, started),
-                    resource_type,
-                    since,
-                    rt.settings.poll_page_size,
-                )
-            except EhrError as exc:
-                refused = polling.refusal(exc, resource_type, mode)
-                if refused is None:
-                    raise
-                raise refused from exc
-            sync_repository.set_watermark(session, name, started - timedelta(seconds=0))
-    return applied
+    return polling.poll_system(
+        rt.sessions, lambda: sync_deps(rt, rt.clock()), SUBSCRIBED_TYPES, rt.settings.poll_page_size
+    )
 
 
 def _poll_window(rt: Runtime, mode: str) -> dict[str, int]:
@@ -365,20 +388,9 @@ def _poll_window(rt: Runtime, mode: str) -> dict[str, int]:
         else None
     )
     searches = polling.window_searches(mode, window, locations or [], settings.poll_page_size)
-    applied = 0
-    seen: set[str] = set()
-    for params in searches:
-        with transaction(rt.sessions) as session:
-            count, ids = polling.apply_search(
-                session, sync_deps(rt, rt.clock()), "Appointment", params, mode
-            )
-        applied += count
-        seen |= ids
-    with transaction(rt.sessions) as session:
-        applied += polling.recheck_unseen(
-            session, sync_deps(rt, rt.clock()), window, seen, locations
-        )
-        sync_repository.set_watermark(session, f"poll-window:Appointment:{mode}", started)
+    applied = polling.poll_window(
+        rt.sessions, lambda: sync_deps(rt, rt.clock()), mode, searches, window, locations
+    )
     log.debug("window poll done", extra={"kind": mode, "count": applied})
     return {"Appointment": applied}
 

@@ -62,7 +62,7 @@ def default_ehr_scope() -> str:
     return (
         "system/Appointment.rus system/MedicationRequest.rs system/Encounter.rs "
         f"system/Patient.rs {referenced} system/Consent.crs system/Communication.crus "
-        "system/Task.crs system/Subscription.crus"
+        "system/Task.crs system/Subscription.crus system/AuditEvent.c"
     )
 
 
@@ -166,6 +166,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     api_docs: bool = True
+    # Bearer token Prometheus must send to /metrics; unset: /metrics answers without one.
+    metrics_token: SecretStr | None = None
 
     # Two-way messaging
     clinic_reference: str | None = None
@@ -176,6 +178,9 @@ class Settings(BaseSettings):
     )
     crisis_terms: list[str] | None = None
     confirmation_window_days: int = Field(default=14, ge=1)
+    # Double opt-in for health tips (fhir_bridge.optin)
+    optin_invite_period_days: int = Field(default=180, ge=1, le=3650)
+    optin_invite_valid_days: int = Field(default=7, ge=1, le=90)
     ehr_update_attempts: int = Field(default=3, ge=1, le=10)
     channel_fallback: bool = True
 
@@ -186,7 +191,23 @@ class Settings(BaseSettings):
         "launch openid fhirUser patient/Patient.rs patient/Communication.rs patient/Consent.rs"
     )
     smart_session_seconds: int = Field(default=3600, ge=60, le=86400)
+    smart_session_idle_seconds: int = Field(default=900, ge=60, le=86400)
+    smart_standalone_scope: str = "openid fhirUser user/Patient.rs user/Communication.rs"
     smart_frame_ancestors: str | None = None
+
+    # Audit (IHE BALP AuditEvents, kept here; pushed to the EHR unless it refuses them)
+    audit_push: bool = True
+
+    # Read-only FHIR API for auditors (/fhir): JSON map client id -> its JWKS (an https URL
+    # or a file path); access tokens are signed with a key derived from the notification secret.
+    auditor_clients: dict[str, str] = Field(default_factory=dict)
+    auditor_token_seconds: int = Field(default=300, ge=60, le=3600)
+
+    # Reconciliation with the EHR and retention (fhir-bridge audit reconcile / purge).
+    # false: the EHR refuses Communication writes; our /fhir API is the system of record.
+    ehr_writes_communication: bool = True
+    retain_bodies_days: int = Field(default=365, ge=1)
+    retain_records_days: int = Field(default=2190, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -259,6 +280,14 @@ class Settings(BaseSettings):
             secret = read_notification_secret(self.data_dir)
             if secret:
                 self.notification_secret = SecretStr(secret)
+        return self
+
+    @model_validator(mode="after")
+    def _records_outlive_bodies(self) -> Settings:
+        if self.retain_records_days < self.retain_bodies_days:
+            raise ValueError(
+                f"{ENV_PREFIX}RETAIN_RECORDS_DAYS must be at least {ENV_PREFIX}RETAIN_BODIES_DAYS"
+            )
         return self
 
     @model_validator(mode="after")

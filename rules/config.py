@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from rules.answer_config import StaffAnswersConfig
+from rules.audiences import AudienceDefinition, CampaignsConfig
 from rules.consent import ConsentPolicy
 from rules.privacy import PrivacyPolicy
 from rules.timing import InvalidOffsetError, QuietHours, parse_offset, zone_or_none
@@ -268,6 +270,9 @@ class RulesConfig(_Section):
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     consent: ConsentPolicy = Field(default_factory=ConsentPolicy)
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
+    staff_answers: StaffAnswersConfig = Field(default_factory=StaffAnswersConfig)
+    audiences: dict[str, AudienceDefinition] = Field(default_factory=dict)
+    campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
     source_path: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -330,6 +335,14 @@ def parse_rules_config(text: str, name: str = "<rules>", base: Path | None = Non
             problems.append(f"{where}: {_format_location(location)}: {item['msg']}")
         raise RulesConfigError(problems) from error
     template_problems = check_templates(config)
+    if not template_problems:
+        from rules.answers import check_answer_templates
+
+        template_problems = check_answer_templates(config)
+    if not template_problems:
+        from rules.campaigns import check_campaign_templates
+
+        template_problems = check_campaign_templates(config)
     if template_problems:
         raise RulesConfigError(template_problems)
     return config

@@ -30,7 +30,7 @@ def _withhold(
     return message.withhold(reason, detail, {**message.trace, "delivery": dict(trace)})
 
 
-def _cap_reason(
+def cap_reason(
     message: PlannedMessage, snapshot: PatientSnapshot, config: RulesConfig, now: datetime
 ) -> tuple[str | None, dict[str, Any]]:
     """The planner's counting rule (:func:`rules.caps.cap_check`) on what has really left."""
@@ -54,7 +54,7 @@ def prepare_delivery(
     trace["protection"] = protection
     if protection is not None:
         return _withhold(message, protection, "patient protection applies", trace)
-    cap_detail, applied = _cap_reason(message, snapshot, config, now)
+    cap_detail, applied = cap_reason(message, snapshot, config, now)
     trace["caps"] = applied
     if cap_detail is not None:
         return _withhold(message, REASON_CAP_REACHED, cap_detail, trace)

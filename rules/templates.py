@@ -354,6 +354,31 @@ def check_templates(config: RulesConfig) -> list[str]:
     return problems
 
 
+def limited_template_problem(
+    environment: SandboxedEnvironment,
+    config: RulesConfig,
+    name: str,
+    allowed: frozenset[str] | set[str],
+    kind: str,
+) -> str | None:
+    """The first problem with template file ``name`` that may use only ``allowed`` variables:
+    a syntax error, another variable (``kind`` says whose template it is), sensitive care."""
+    source = (config.template_dir / name).read_text(encoding="utf-8")
+    try:
+        used = meta.find_undeclared_variables(environment.parse(source, name=name))
+    except TemplateError as error:
+        return f"template {name}: syntax error: {error}"
+    outside = used - allowed
+    if outside:
+        return (
+            f"template {name}: a {kind} may only use "
+            f"{', '.join(sorted(allowed))}, not {', '.join(sorted(outside))}"
+        )
+    if config.privacy.name_is_revealing(source):
+        return f"template {name}: names sensitive care"
+    return None
+
+
 UNSUBSCRIBE_PLACEHOLDER = "<unsubscribe link>"
 
 

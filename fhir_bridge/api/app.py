@@ -16,10 +16,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import smart_app
+from fhir_bridge import metrics
 from fhir_bridge.api import health, notifications, twilio_webhooks, unsubscribe
 from fhir_bridge.fhir.outcome import FHIR_JSON, operation_outcome
+from fhir_bridge.fhir_api import routes as fhir_api_routes
 from fhir_bridge.logging_setup import configure_logging
 from fhir_bridge.runtime import Runtime, get_runtime
+from smart_app import campaign_routes, outcomes_routes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,10 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(twilio_webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(smart_app.router)
+    app.include_router(fhir_api_routes.router)
+    app.include_router(metrics.router)
+    app.include_router(outcomes_routes.router)
+    app.include_router(campaign_routes.router)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeout)

@@ -50,6 +50,7 @@ def inbound_deps(rt: Runtime) -> InboundDeps:
         clinic_ref=settings.clinic_reference or settings.sender_reference,
         crisis_terms=tuple(settings.crisis_terms or DEFAULT_CRISIS_TERMS),
         confirmation_window=timedelta(days=settings.confirmation_window_days),
+        invitation_validity=timedelta(days=settings.optin_invite_valid_days),
         update_attempts=settings.ehr_update_attempts,
         max_attempts=settings.max_send_attempts * 4,
     )

@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from fhir_bridge.audit import service as audit
 from fhir_bridge.fhir.errors import EhrError, EhrNotFound
+from fhir_bridge.fhir_api.repository import record_version
 from fhir_bridge.inbound import replies as r
 from fhir_bridge.inbound import repository
 from fhir_bridge.inbound.conversation import Conversation, latest_ledger_action, load_conversation
@@ -35,10 +37,13 @@ from fhir_bridge.inbound.resources import (
     task_query,
     task_resource,
 )
+from fhir_bridge.optin.service import YesContext, yes_context
 from fhir_bridge.optout import SOURCE_SMS_KEYWORD, ledger_entry, supersede
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import InboundMessage, StaffInboxItem
 from rules import keywords as kw
+from rules.optin import TOPIC as HEALTH_TIPS
+from rules.reply_texts import REPLY_HEALTH_TIPS_JOINED
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,8 @@ class InboundDeps:
     confirmation_window: timedelta
     update_attempts: int
     max_attempts: int
+    invitation_validity: timedelta = timedelta(days=7)
+    """How long a YES still answers a health-tips invitation (``fhir_bridge.optin``)."""
 
 
 def accept_inbound(
@@ -105,6 +112,7 @@ def process_inbound(deps: InboundDeps, inbound_id: int) -> str:
         assert row is not None
         row.status, row.processed_at, row.lease_until = "done", deps.clock(), None
         row.intent, row.patient_ref, row.error_code = intent, conversation.patient_ref, None
+        audit.record_reply_handled(session, row, deps.identifier_system, deps.clock())
     log.info("inbound sms handled", extra={"inbound_id": inbound_id, "intent": intent})
     return intent
 
@@ -153,12 +161,15 @@ class _Work:
         if self.c.patient_ref is None:
             return self._unknown_sender(reading)
         state = self.c.ledger_state
+        yes = self._yes_context(reading)
         intents = [
             kw.resolve_reply(
                 intent,
                 opt_in_pending=state == "opt-in-pending",
                 opted_out=state == "opt-out",
                 awaiting_confirmation=self.c.awaiting_confirmation,
+                invitation_open=yes.invitation_open,
+                stopped_recently=yes.stopped_recently,
             )
             for intent in reading.intents
         ]
@@ -178,6 +189,7 @@ class _Work:
         handlers: dict[str, Callable[[], None]] = {
             kw.INTENT_OPT_OUT: self._opt_out,
             kw.INTENT_OPT_IN: self._opt_in,
+            kw.INTENT_HEALTH_TIPS_OPT_IN: self._health_tips_opt_in,
             kw.INTENT_HELP: self._help,
             kw.INTENT_CONFIRM: self._confirm,
             kw.INTENT_RESCHEDULE: self._reschedule,
@@ -232,6 +244,30 @@ class _Work:
         self._reply(r.REPLY_OPT_IN)
         self._consent(permit=True)
         self._communication()
+
+    def _health_tips_opt_in(self) -> None:
+        """A YES to an open invitation: recorded exactly as a START is (ledger entry,
+        AuditEvent, Consent, earlier ones of ours ended), for the health-tips purpose only,
+        then the CTIA confirmation in the patient's language."""
+        self._ledger("opt-in", purpose=HEALTH_TIPS)
+        self._reply(REPLY_HEALTH_TIPS_JOINED)
+        self._consent(permit=True, purposes=(HEALTH_TIPS,))
+        self._communication()
+
+    def _yes_context(self, reading: kw.InboundReading) -> YesContext:
+        """What a YES could answer; read only when the reply holds one."""
+        if not any(
+            i.kind == kw.INTENT_OPT_IN and i.keyword in kw.YES_KEYWORDS for i in reading.intents
+        ):
+            return YesContext(invitation_open=False, stopped_recently=False)
+        with transaction(self.deps.factory) as session:
+            return yes_context(
+                session,
+                address=self.c.address,
+                patient_ref=self.c.patient_ref,
+                received_at=self.c.received_at,
+                validity=self.deps.invitation_validity,
+            )
 
     def _help(self) -> None:
         self._reply(r.REPLY_HELP)
@@ -318,18 +354,23 @@ class _Work:
             return recorded
         stored = self.deps.ehr.create(resource, if_none_exist=identifier_query(self.facts))
         reference = f"{resource['resourceType']}/{stored.get('id')}"
-        self._mark(f"{step}={reference}")
+        with transaction(self.deps.factory) as session:
+            self._mark_in(session, f"{step}={reference}")
+            if resource["resourceType"] == "Communication":  # served by the FHIR API
+                record_version(session, resource, ehr_id=stored.get("id"))
         return reference
 
-    def _ledger(self, action: str) -> None:
+    def _ledger(self, action: str, *, purpose: str = "*") -> None:
         if f"ledger={action}" in self.done:
             return
         with transaction(self.deps.factory) as session:
-            change = self._consent_change(permit=action == "opt-in")
-            session.add(ledger_entry(change, source=SOURCE_SMS_KEYWORD))
+            purposes = () if purpose == "*" else (purpose,)
+            change = self._consent_change(permit=action == "opt-in", purposes=purposes)
+            session.add(ledger_entry(change, source=SOURCE_SMS_KEYWORD, purpose=purpose))
+            audit.record_consent_change(session, change, action, self.deps.clock())
             self._mark_in(session, f"ledger={action}")
 
-    def _consent_change(self, *, permit: bool) -> ConsentChange:
+    def _consent_change(self, *, permit: bool, purposes: tuple[str, ...] = ()) -> ConsentChange:
         assert self.c.patient_ref is not None, "consent changes need a known sender"
         return ConsentChange(
             patient_ref=self.c.patient_ref,
@@ -339,11 +380,12 @@ class _Work:
             at=self.c.received_at,
             identifier_system=self.deps.identifier_system,
             identifier_value=self.c.provider_message_id,
+            purposes=purposes,
         )
 
-    def _consent(self, *, permit: bool) -> None:
+    def _consent(self, *, permit: bool, purposes: tuple[str, ...] = ()) -> None:
         """This STOP/START's Consent (created once), then the earlier ones of ours ended."""
-        resource = outreach_consent(self._consent_change(permit=permit))
+        resource = outreach_consent(self._consent_change(permit=permit, purposes=purposes))
         reference = self._create("consent", resource)
         if "consent-superseded" in self.done:
             return

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_bridge.inbound.resources import TaskRequest
-from fhir_bridge.store.models import PlannedMessage
+from fhir_bridge.store.models import REASON_CANCELLED_BY_STAFF, PlannedMessage
+from rules.answers import answer_trace
+from rules.campaigns import CAMPAIGN_RULE
 from rules.model import REASON_STAFF_CALL_INSTEAD
 
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/communication-category"
@@ -26,6 +28,10 @@ MEDIUM_BY_CHANNEL = {
     "voice": ("PHONE", "telephone"),
 }
 CATEGORY_BY_PURPOSE = {"appointment-reminder": "reminder"}
+# A campaign message's priority (rules.campaigns trace) as R4 communication-category and
+# request-priority codes: an urgent broadcast is an ``alert`` sent ``urgent``.
+CATEGORY_BY_CAMPAIGN_PRIORITY = {"alert": "alert"}
+PRIORITY_BY_CAMPAIGN_PRIORITY = {"alert": "urgent"}
 
 
 class InvalidCommunication(ValueError):
@@ -64,7 +70,10 @@ def build_communication(message: PlannedMessage, options: WritebackOptions) -> d
                 "coding": [
                     {
                         "system": CATEGORY_SYSTEM,
-                        "code": CATEGORY_BY_PURPOSE.get(message.purpose, "notification"),
+                        "code": CATEGORY_BY_CAMPAIGN_PRIORITY.get(
+                            campaign_priority(message) or "",
+                            CATEGORY_BY_PURPOSE.get(message.purpose, "notification"),
+                        ),
                     }
                 ]
             },
@@ -74,6 +83,9 @@ def build_communication(message: PlannedMessage, options: WritebackOptions) -> d
         "about": [{"reference": ref} for ref in message.about],
         "note": [{"text": explain(message)}],
     }
+    priority = PRIORITY_BY_CAMPAIGN_PRIORITY.get(campaign_priority(message) or "")
+    if priority is not None:
+        resource["priority"] = priority
     if message.channel in MEDIUM_BY_CHANNEL:
         code, display = MEDIUM_BY_CHANNEL[message.channel]
         resource["medium"] = [
@@ -94,8 +106,39 @@ def build_communication(message: PlannedMessage, options: WritebackOptions) -> d
             resource["payload"] = [{"contentString": message.text}]
     if options.sender_reference:
         resource["sender"] = {"reference": options.sender_reference}
+    staff = staff_cancellation(message)
+    if staff is not None:
+        resource["note"].append({"authorReference": {"reference": staff}, "text": "Cancelled"})
+    reply, by, answer = answer_trace(message.trace)
+    if not resource["about"]:  # a staff answer is about nothing but the reply it answers
+        del resource["about"]
+    if reply is not None:
+        resource["inResponseTo"] = [{"reference": reply}]
+    if by is not None and by.startswith("Practitioner/"):
+        text = f"Answer to the patient's reply, chosen by staff: {answer}"
+        resource["note"].append({"authorReference": {"reference": by}, "text": text})
     validate_r4(resource)
     return resource
+
+
+def campaign_priority(message: PlannedMessage) -> str | None:
+    """``routine`` or ``alert`` for a campaign message (withheld ones keep their planning
+    trace under ``withheld``), None for any other message."""
+    if message.rule != CAMPAIGN_RULE:
+        return None
+    trace: dict[str, Any] = message.trace or {}
+    withheld = trace.get("withheld")
+    value = (withheld if isinstance(withheld, dict) else trace).get("priority")
+    return value if isinstance(value, str) else None
+
+
+def staff_cancellation(message: PlannedMessage) -> str | None:
+    """The Practitioner who cancelled the message from the staff panel, if one did."""
+    if message.reason != REASON_CANCELLED_BY_STAFF:
+        return None
+    action = (message.trace or {}).get("staff_action") or {}
+    by = action.get("by") if isinstance(action, dict) else None
+    return by if isinstance(by, str) and by.startswith("Practitioner/") else None
 
 
 STAFF_CALL_TASK_CODE = "call-after-discharge"

@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,14 +39,18 @@ from fhir_bridge.outreach.planning import log_withheld
 from fhir_bridge.outreach.snapshot import ReferenceSource, live_snapshot, prefetch_references
 from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import LedgerEntry, PlannedMessage
+from rules.answers import is_staff_answer, prepare_answer_delivery
+from rules.campaigns import is_campaign_key, prepare_campaign_delivery
 from rules.config import RulesConfig
 from rules.model import PlannedMessage as Planned
 from rules.model import WithheldMessage
+from rules.optin import is_invitation, prepare_invitation_delivery
 from rules.outreach import prepare_delivery
 
 log = logging.getLogger(__name__)
 
 UNUSABLE_ADDRESS_REASONS = frozenset({"invalid-address", "unsubscribed"})
+CONSENT_SEARCH = {"_count": "100"}
 
 
 @dataclass
@@ -72,9 +78,7 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
         if row is None or row.status != MessageStatus.QUEUED:
             return "skipped"
         about, patient_ref = list(row.about), row.patient_ref
-    fresh = _read_current(deps, about)
-    patient = _read_optional(deps, patient_ref)
-    consents = _search_consents(deps, patient_ref)
+    fresh, patient, consents = _reread(deps, about, patient_ref)
     now = deps.clock()
     prefetch_references(deps.factory, deps.references, fresh, now)
     with transaction(deps.factory) as session:
@@ -88,7 +92,12 @@ def deliver(deps: DeliveryDeps, message_id: str) -> str:
             repository.as_consent_entry(e)
             for e in repository.ledger_for(session, patient_ref, addresses)
         ]
-        decision = prepare_delivery(_as_planned(row), snapshot, consents, ledger, deps.config, now)
+        prepare = prepare_answer_delivery if is_staff_answer(row.key) else prepare_delivery
+        if is_invitation(row.key):
+            prepare = prepare_invitation_delivery
+        if is_campaign_key(row.key):
+            prepare = prepare_campaign_delivery
+        decision = prepare(_as_planned(row), snapshot, consents, ledger, deps.config, now)
         lifecycle = MessageLifecycle(session)
         if isinstance(decision, WithheldMessage):
             if not lifecycle.withhold(
@@ -256,14 +265,7 @@ def _reconcile_row(deps: DeliveryDeps, message_id: str) -> str | None:
         row.lease_until = taken_until  # ours until then: no other reconciler picks it up
         record = None  # no address: the row never reached a provider (set with ``sending``)
         if row.address and row.text is not None:
-            record = SentRecord(
-                message_id=row.id,
-                to=row.address,
-                text=row.text,
-                not_before=row.created_at,
-                not_after=now,
-                provider_message_id=row.provider_message_id,
-            )
+            record = SentRecord.of_row(row, to=row.address, text=row.text, now=now)
     looked_up = adapter is not None and adapter.can_look_up()
     receipt = None
     if adapter is not None and looked_up:
@@ -305,6 +307,44 @@ def _reconcile_row(deps: DeliveryDeps, message_id: str) -> str | None:
     return "unknown"
 
 
+def _reread(
+    deps: DeliveryDeps, about: Sequence[str], patient_ref: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]]]:
+    """What the message is about, the Patient and their Consents, as the EHR has them now.
+
+    One FHIR ``batch`` round-trip when the EHR declares the interaction; otherwise the
+    reads run side by side. Either way no database transaction is open meanwhile.
+    """
+    supports_batch = getattr(deps.ehr, "supports_batch", None)
+    if callable(supports_batch) and supports_batch():
+        return _reread_in_batch(deps, about, patient_ref)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="delivery-reread") as pool:
+        fresh = pool.submit(_read_current, deps, about)
+        patient = pool.submit(_read_optional, deps, patient_ref)
+        consents = pool.submit(_search_consents, deps, patient_ref)
+        return fresh.result(), patient.result(), consents.result()
+
+
+def _reread_in_batch(
+    deps: DeliveryDeps, about: Sequence[str], patient_ref: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[dict[str, Any]]]:
+    consent_search = "Consent?" + urlencode(CONSENT_SEARCH | {"patient": patient_ref})
+    answers = deps.ehr.batch([*map(str, about), patient_ref, consent_search])
+    fresh = []
+    for reference, answer in zip(about, answers, strict=False):
+        try:
+            fresh.append(answer.resource())
+        except EhrNotFound:
+            resource_type, _, resource_id = str(reference).partition("/")
+            fresh.append({"resourceType": resource_type, "id": resource_id, "_deleted": True})
+    try:
+        patient: dict[str, Any] | None = dict(answers[-2].resource())
+    except EhrNotFound:
+        patient = None
+    consents = list(deps.ehr.all_matches(answers[-1].resource(), "Consent"))
+    return fresh, patient, consents
+
+
 def _read_current(deps: DeliveryDeps, references: Sequence[str]) -> list[dict[str, Any]]:
     resources = []
     for reference in references:
@@ -325,7 +365,7 @@ def _read_optional(deps: DeliveryDeps, reference: str) -> dict[str, Any] | None:
 
 
 def _search_consents(deps: DeliveryDeps, patient_ref: str) -> list[dict[str, Any]]:
-    return list(deps.ehr.search_all("Consent", {"patient": patient_ref, "_count": "100"}))
+    return list(deps.ehr.search_all("Consent", CONSENT_SEARCH | {"patient": patient_ref}))
 
 
 def _as_planned(row: PlannedMessage) -> Planned:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, true, update
 from sqlalchemy.orm import Session
 
 from fhir_bridge.outreach.lifecycle import (
@@ -46,33 +46,21 @@ def get_for_update(session: Session, message_id: str) -> PlannedMessage | None:
     )
 
 
-def due_candidates(session: Session, now: datetime, limit: int) -> Sequence[str]:
-    """Due messages nobody holds; SKIP LOCKED keeps concurrent dispatchers apart on PostgreSQL."""
-    return list(
-        session.scalars(
-            select(PlannedMessage.id)
-            .where(
-                or_(
-                    (PlannedMessage.status == MessageStatus.PLANNED.value)
-                    & (PlannedMessage.send_at <= now),
-                    (
-                        PlannedMessage.status.in_(
-                            (MessageStatus.QUEUED.value, MessageStatus.SENDING.value)
-                        )
-                    )
-                    & (PlannedMessage.lease_until < now),
-                )
-            )
-            .order_by(PlannedMessage.send_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-
-
 def claim(session: Session, message_id: str, now: datetime, lease: timedelta) -> bool:
     """Due ``planned`` (or ``queued`` past its lease) → ``queued``: ``MessageLifecycle.claim``."""
     return MessageLifecycle(session).claim(message_id, now, lease)
+
+
+def claim_batch(
+    session: Session,
+    now: datetime,
+    lease: timedelta,
+    *,
+    limit: int = 500,
+    ids: Sequence[str] | None = None,
+) -> list[str]:
+    """Up to ``limit`` due messages (or those of ``ids`` that are due) → ``queued``."""
+    return MessageLifecycle(session).claim_batch(now, lease, limit=limit, ids=ids)
 
 
 def abandoned_sends(session: Session, now: datetime) -> Sequence[str]:
@@ -87,18 +75,34 @@ def abandoned_sends(session: Session, now: datetime) -> Sequence[str]:
     )
 
 
-def pending_writebacks(session: Session, older_than: datetime, limit: int) -> Sequence[str]:
+def pending_writebacks(
+    session: Session,
+    older_than: datetime,
+    limit: int,
+    *,
+    enqueued_before: datetime | None = None,
+) -> Sequence[str]:
     """Communications still to write whose row settled before ``older_than``.
 
     A ``cap-reached`` decision waits until its ``send_at``: before then a re-plan
     may still send the message (``outreach.planning``, provisional caps).
+    ``enqueued_before``: skip those the relay handed to the queue since then.
     """
+    handed = (
+        or_(
+            PlannedMessage.writeback_enqueued_at.is_(None),
+            PlannedMessage.writeback_enqueued_at < enqueued_before,
+        )
+        if enqueued_before is not None
+        else true()
+    )
     return list(
         session.scalars(
             select(PlannedMessage.id)
             .where(
                 PlannedMessage.communication_status == CommunicationStatus.PENDING.value,
                 PlannedMessage.updated_at < older_than,
+                handed,
                 or_(
                     PlannedMessage.reason.is_(None),
                     PlannedMessage.reason != REASON_CAP_REACHED,
@@ -109,6 +113,17 @@ def pending_writebacks(session: Session, older_than: datetime, limit: int) -> Se
             .limit(limit)
         )
     )
+
+
+def mark_writebacks_enqueued(session: Session, ids: Sequence[str], now: datetime) -> None:
+    """The relay handed these write-backs to the queue (``updated_at`` stays as it was)."""
+    if ids:
+        session.execute(
+            update(PlannedMessage)
+            .where(PlannedMessage.id.in_(ids))
+            .values(writeback_enqueued_at=now, updated_at=PlannedMessage.updated_at)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def ledger_for(
@@ -122,9 +137,9 @@ def ledger_for(
 
 
 def as_consent_entry(entry: LedgerEntry) -> ConsentLedgerEntry:
-    """A ledger row as the pure consent engine sees it (``ledger:{id}`` names it in traces)."""
+    """A ledger row as the pure consent engine sees it (traces name it ``ledger:{id}``)."""
     return ConsentLedgerEntry(
-        id=f"ledger:{entry.id}",
+        id=str(entry.id),
         patient_ref=entry.patient_ref or "",
         channel=entry.channel,
         address=entry.address,
@@ -152,6 +167,21 @@ def mark_communication_written(
             PlannedMessage.communication_status == "pending",
         )
         .values(communication_id=communication_id, communication_status="written")
+        .returning(PlannedMessage.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return won is not None
+
+
+def request_communication(session: Session, message_id: str) -> bool:
+    """Ask for a Communication for a settled message that has none due (a staff cancel)."""
+    won = session.execute(
+        update(PlannedMessage)
+        .where(
+            PlannedMessage.id == message_id,
+            PlannedMessage.communication_status == CommunicationStatus.NONE.value,
+        )
+        .values(communication_status=CommunicationStatus.PENDING.value)
         .returning(PlannedMessage.id)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()

@@ -19,11 +19,16 @@ from rules.consent.codes import (
     LOINC,
     OUTREACH_CHANNEL_SYSTEM,
     OUTREACH_PURPOSE_SYSTEM,
+    PURPOSE_HEALTH_TIPS,
     V3_ACT_CODE,
+    V3_ACT_REASON,
 )
 from rules.consent.fhirtime import as_utc
 
 _CHANNEL_DISPLAY = {"sms": "Text message (SMS)", "email": "Email", "voice": "Voice call"}
+_V3_PURPOSE_OF_USE = {PURPOSE_HEALTH_TIPS: ("HMARKT", "healthcare marketing")}
+"""The v3-ActReason code written next to ours, so other readers of the EHR see what the
+purpose is (health tips are promotional)."""
 
 
 class UnknownChannelError(ValueError):
@@ -64,6 +69,11 @@ def _outreach_consent(
     if purposes:
         provision["purpose"] = [
             {"system": OUTREACH_PURPOSE_SYSTEM, "code": purpose} for purpose in purposes
+        ] + [
+            {"system": V3_ACT_REASON, "code": code, "display": display}
+            for code, display in dict.fromkeys(
+                _V3_PURPOSE_OF_USE[p] for p in purposes if p in _V3_PURPOSE_OF_USE
+            )
         ]
     if address_hint:
         provision["extension"] = [{"url": CONTACT_HINT_EXTENSION, "valueString": address_hint}]

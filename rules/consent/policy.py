@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rules.answer_config import PURPOSE_CARE_COORDINATION
 from rules.consent.codes import (
     CHANNELS,
     OUTREACH_PURPOSE_SYSTEM,
@@ -65,6 +66,7 @@ def _shipped_purposes() -> dict[str, PurposeRule]:
         PURPOSE_REFILL_NOTICE: PurposeRule(default_channels=care_channels, codes=(_TREATMENT,)),
         PURPOSE_DISCHARGE_CHECKIN: PurposeRule(default_channels=care_channels, codes=(_TREATMENT,)),
         PURPOSE_HEALTH_TIPS: PurposeRule(promotional=True, codes=(_MARKETING,)),
+        PURPOSE_CARE_COORDINATION: PurposeRule(default_channels=care_channels, codes=(_TREATMENT,)),
     }
 
 

@@ -34,7 +34,9 @@ OPT_OUT = {"en": "Reply STOP to opt out.", "es": "Responda BAJA para no recibir 
 SHIPPED_SMS = sorted(
     (path.parent.name, path.name.removesuffix(".sms.j2"))
     for path in DEFAULT_TEMPLATE_DIR.glob("*/*.sms.j2")
-    if not path.name.startswith("_")
+    # staff answers and campaign messages never greet by name: tests/rules/
+    # test_staff_answers.py and tests/campaigns/test_campaign_rules.py check them
+    if not path.name.startswith(("_", "staff-answer-", "tip-", "broadcast-"))
 )
 LONGEST_DAY = date(2026, 9, 30)  # "Wednesday, September 30" / "miércoles 30 de septiembre"
 PHONE = "(555) 010-0100"
