@@ -177,6 +177,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         server_log = logging.getLogger(name)
         server_log.handlers.clear()
+        server_log.setLevel(logging.NOTSET)
         server_log.propagate, server_log.disabled = True, False
     for noisy in ("httpx", "httpcore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -51,6 +52,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(outcomes_routes.router)
     app.include_router(campaign_routes.router)
+    _document_security_schemes(app)
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeout)
@@ -78,6 +80,24 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
         )
 
     return app
+
+
+def _document_security_schemes(app: FastAPI) -> None:
+    """Add the notification routes' security schemes to the generated OpenAPI schema.
+
+    The routes check credentials themselves (no per-request security dependency), so
+    FastAPI does not list the schemes their operations name; they are added here, once.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = app.openapi_schema or generate()  # generated once, then cached by FastAPI
+        schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(
+            notifications.SECURITY_SCHEMES
+        )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _new_app(*, docs: bool) -> FastAPI:

@@ -11,15 +11,14 @@ The worker is woken once per group commit, after the answers, off the request pa
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, Security
+import orjson
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader, HTTPBearer
 
 from fhir_bridge.fhir.outcome import FHIR_JSON, operation_outcome
 from fhir_bridge.fhir.resources import SUPPORTED_TYPES
@@ -34,20 +33,23 @@ from fhir_bridge.tasks import enqueue_inbox_batch
 router = APIRouter()
 
 # OpenAPI only: the routes read the raw body (the signature covers its exact bytes) and
-# authenticate in ``check_notification``; these describe what an EHR sends, so API
-# tooling (and a fuzzer) can build valid requests.
-_BEARER = HTTPBearer(
-    scheme_name="subscriptionToken",
-    description="The per-Subscription token given to the EHR as the Subscription's header.",
-    auto_error=False,
-)
-_SIGNATURE = APIKeyHeader(
-    name="X-Signature",
-    scheme_name="bodySignature",
-    description="Hex HMAC-SHA256 of the body with the per-Subscription signing key.",
-    auto_error=False,
-)
-_AUTH = [Security(_BEARER), Security(_SIGNATURE)]
+# authenticate in ``check_notification``, so no FastAPI security dependency runs per
+# request; these describe what an EHR sends, so API tooling (and a fuzzer) can build
+# valid requests. ``create_app`` adds SECURITY_SCHEMES to the schema's components.
+SECURITY_SCHEMES: dict[str, Any] = {
+    "subscriptionToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The per-Subscription token given to the EHR as the Subscription's header.",
+    },
+    "bodySignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Signature",
+        "description": "Hex HMAC-SHA256 of the body with the per-Subscription signing key.",
+    },
+}
+_SECURITY: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
 
 _STRING = {"type": "string"}
 _REFERENCE = {"type": "object", "properties": {"reference": _STRING, "display": _STRING}}
@@ -130,11 +132,12 @@ _NOTIFICATION_BUNDLE = {
 
 def _request_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {
+        "security": _SECURITY,
         "requestBody": {
             "required": False,
             "description": description,
             "content": {FHIR_JSON: {"schema": schema}, "application/json": {"schema": schema}},
-        }
+        },
     }
 
 
@@ -179,7 +182,6 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 @router.post(
     "/notifications/{subscription_id}",
-    dependencies=_AUTH,
     openapi_extra=_TOPIC_BODY,
     responses=_RESPONSES,
 )
@@ -190,14 +192,12 @@ async def notify(request: Request, subscription_id: str) -> Response:
 @router.put(
     "/notifications/{subscription_id}/{resource_type}/{resource_id}",
     operation_id="notify_resource_put",
-    dependencies=_AUTH,
     openapi_extra=_RESOURCE_BODY,
     responses=_RESPONSES,
 )
 @router.post(
     "/notifications/{subscription_id}/{resource_type}/{resource_id}",
     operation_id="notify_resource_post",
-    dependencies=_AUTH,
     openapi_extra=_RESOURCE_BODY,
     responses=_RESPONSES,
 )
@@ -231,18 +231,22 @@ async def _receive(
         # Small bodies are checked on the event loop (cheaper than a thread hop); a large
         # one, whose parse and validation take milliseconds, in a worker thread.
         note = check() if len(body) <= INLINE_CHECK_BYTES else await run_in_threadpool(check)
-        accepted = await asyncio.wrap_future(_writer(request.app, rt).submit(note))
+        accepted = await _writer(request.app, rt).store(note)
     except NotAuthenticated:
         return _fhir_error(401, "login", "unknown subscription or invalid credentials")
     except InvalidNotification as exc:
         return _fhir_error(400, exc.code, str(exc))
     log_accepted(note, accepted)
-    outcome = operation_outcome(
-        "informational",
-        "duplicate notification ignored" if accepted.duplicate else "notification accepted",
-        severity="information",
-    )
-    return JSONResponse(outcome, status_code=200, media_type=FHIR_JSON)
+    return Response(_DUPLICATE if accepted.duplicate else _ACCEPTED, media_type=FHIR_JSON)
+
+
+def _informational(text: str) -> bytes:
+    return orjson.dumps(operation_outcome("informational", text, severity="information"))
+
+
+# The two answers that are not errors, serialized once.
+_ACCEPTED = _informational("notification accepted")
+_DUPLICATE = _informational("duplicate notification ignored")
 
 
 INLINE_CHECK_BYTES = 16 * 1024

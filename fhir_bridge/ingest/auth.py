@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 
 def subscription_token(master_secret: str, subscription_id: str) -> str:
@@ -21,6 +22,7 @@ def subscription_signing_key(master_secret: str, subscription_id: str) -> str:
     return _derive(master_secret, "hmac", subscription_id)
 
 
+@lru_cache(maxsize=4096)  # a clinic has a handful of Subscriptions; derived once each
 def _derive(master_secret: str, purpose: str, subscription_id: str) -> str:
     message = f"{purpose}:{subscription_id}".encode("utf-8", "surrogatepass")
     return hmac.new(master_secret.encode(), message, hashlib.sha256).hexdigest()

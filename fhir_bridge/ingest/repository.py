@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,15 +17,16 @@ _INBOX = InboxNotification.__table__
 _SUBSCRIPTION = Subscription.__table__
 
 
+_REMOTE_IDS = select(
+    _SUBSCRIPTION.c.id, _SUBSCRIPTION.c.remote_id, _SUBSCRIPTION.c.remote_epoch
+).where(_SUBSCRIPTION.c.id.in_(bindparam("ids", expanding=True)))
+
+
 def remote_ids(
     connection: Connection, subscription_ids: Collection[str]
 ) -> dict[str, tuple[str | None, int]]:
     """``{id: (remote_id, remote_epoch)}`` for those of ``subscription_ids`` we have."""
-    rows = connection.execute(
-        select(_SUBSCRIPTION.c.id, _SUBSCRIPTION.c.remote_id, _SUBSCRIPTION.c.remote_epoch).where(
-            _SUBSCRIPTION.c.id.in_(sorted(subscription_ids))
-        )
-    )
+    rows = connection.execute(_REMOTE_IDS, {"ids": sorted(subscription_ids)})
     return {row.id: (row.remote_id, row.remote_epoch or 0) for row in rows}
 
 
@@ -39,14 +40,21 @@ def insert_new(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dic
     """
     if not rows:
         return {}
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(_INBOX)
-        .values([{**row, "status": "pending", "attempts": 0} for row in rows])
-        .on_conflict_do_nothing(index_elements=[_INBOX.c.dedupe_key])
-        .returning(_INBOX.c.id, _INBOX.c.dedupe_key)
+    statement = _INSERT_NEW[connection.dialect.name == "postgresql"]
+    # Executed with a list of rows: SQLAlchemy's "insertmanyvalues" renders one multi-row
+    # INSERT per batch from a statement compiled once (no compile per batch size).
+    result = connection.execute(
+        statement, [{**row, "status": "pending", "attempts": 0} for row in rows]
     )
-    return {row.dedupe_key: row.id for row in connection.execute(statement)}
+    return {row.dedupe_key: row.id for row in result}
+
+
+_INSERT_NEW = {
+    is_postgresql: dialect.insert(_INBOX)
+    .on_conflict_do_nothing(index_elements=[_INBOX.c.dedupe_key])
+    .returning(_INBOX.c.id, _INBOX.c.dedupe_key)
+    for is_postgresql, dialect in ((True, postgresql), (False, sqlite))
+}
 
 
 def insert_if_new(

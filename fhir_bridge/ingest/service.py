@@ -139,7 +139,8 @@ def store_notifications(
             },
         )
         outcomes.append(key)
-    inserted = repository.insert_new(connection, list(rows.values()))
+    # In key order: two batches committing at once lock their keys in the same order.
+    inserted = repository.insert_new(connection, [rows[key] for key in sorted(rows)])
     results: list[Outcome] = []
     for note, outcome in zip(batch, outcomes, strict=True):
         if not isinstance(outcome, str):
