@@ -8,7 +8,13 @@ Communication's. Percentiles are exact over every sample; events with no Communi
 when the run's drain time ends are counted as unfinished, never dropped.
 
 Reuses the end-to-end harness (``tests/e2e/harness.py``). Prints p50/p95/p99 next to the
-goal of issue #10 (p50 < 300 ms, p99 < 1 s at 20 events/s).
+goal of issue #10 (p50 < 300 ms, p99 < 1 s at 20 events/s), then where the time goes: per
+stage, from the rows' own timestamps (every clock is this machine's):
+
+- ``notify``: Appointment booked → its notification stored (the EHR's delivery, the API);
+- ``ingest``: notification stored → its message planned (wake-up, queue, worker);
+- ``deliver``: message planned → sent (the hand-off to delivery, re-reads, SMTP);
+- ``write-back``: sent → Communication created in the EHR.
 
     .venv/bin/python benchmarks/bench_latency.py [--rates 20,100] [--events 200] [--drain 60]
 """
@@ -16,12 +22,17 @@ goal of issue #10 (p50 < 300 ms, p99 < 1 s at 20 events/s).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,6 +44,7 @@ OFFSET = "PT1H"
 LEAD = timedelta(minutes=59, seconds=30)
 GOAL_P50_MS, GOAL_P99_MS = 300.0, 1000.0
 MAX_EVENTS = 1000  # the development EHR's largest search page
+WARM_UP_SECONDS = 90.0
 
 
 def _instant(text: str) -> datetime:
@@ -45,9 +57,19 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def _book_open_loop(stack: Stack, rate: float, events: int, tag: str) -> dict[str, datetime]:
-    """Book ``events`` Appointments at ``rate`` per second; returns booked time by patient id."""
-    booked: dict[str, datetime] = {}
+STAGES = ("notify", "ingest", "deliver", "write-back")
+
+
+@dataclass
+class Booking:
+    appointment_id: str
+    booked: datetime
+    communication: datetime | None = None
+
+
+def book_open_loop(stack: Stack, rate: float, events: int, tag: str) -> dict[str, Booking]:
+    """Book ``events`` Appointments at ``rate`` per second; returns them by patient id."""
+    booked: dict[str, Booking] = {}
     patients = [
         stack.ehr.create(patient(f"MRN-{tag}-{n}", "Ana", "Lopez", f"p{tag}{n}@example.net"))
         for n in range(events)
@@ -59,11 +81,13 @@ def _book_open_loop(stack: Stack, rate: float, events: int, tag: str) -> dict[st
             time.sleep(delay)
         start = datetime.now(UTC) + LEAD
         created = stack.ehr.create(appointment(created_patient["id"], start))
-        booked[created_patient["id"]] = _instant(created["meta"]["lastUpdated"])
+        booked[created_patient["id"]] = Booking(
+            created["id"], _instant(created["meta"]["lastUpdated"])
+        )
     return booked
 
 
-def _latencies(stack: Stack, booked: dict[str, datetime], drain: float) -> list[float]:
+def latencies(stack: Stack, booked: dict[str, Booking], drain: float) -> list[float]:
     deadline = time.monotonic() + drain
     done: dict[str, float] = {}
     while time.monotonic() < deadline and len(done) < len(booked):
@@ -72,23 +96,77 @@ def _latencies(stack: Stack, booked: dict[str, datetime], drain: float) -> list[
             resource = entry["resource"]
             patient_id = resource.get("subject", {}).get("reference", "").removeprefix("Patient/")
             if patient_id in booked and patient_id not in done:
-                created = _instant(resource["meta"]["lastUpdated"])
-                done[patient_id] = (created - booked[patient_id]).total_seconds() * 1000
+                booking = booked[patient_id]
+                booking.communication = _instant(resource["meta"]["lastUpdated"])
+                done[patient_id] = _ms(booking.booked, booking.communication)
         time.sleep(0.5)
     return list(done.values())
 
 
-def run(rate: float, events: int, drain: float) -> None:
+def warm_up(stack: Stack, timeout: float = WARM_UP_SECONDS) -> None:
+    """One event end to end before the clock starts: the worker is up, its token issued.
+
+    Without it the first events wait for the worker to boot (seconds, more under load)
+    and the whole run measures the start-up, not the pipeline.
+    """
+    warm = book_open_loop(stack, 1.0, 1, "warm-up")
+    if len(latencies(stack, warm, timeout)) != 1:
+        raise SystemExit(f"the warm-up event did not finish within {timeout:g} s")
+
+
+def _ms(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds() * 1000
+
+
+def _stages(database_url: str, booked: dict[str, Booking]) -> dict[str, list[float]]:
+    """Per-stage durations of every finished event, from the inbox and message rows."""
+    with psycopg.connect(database_url) as conn:
+        inbox = conn.execute("SELECT body, received_at FROM inbox_notification").fetchall()
+        messages = conn.execute(
+            "SELECT patient_ref, created_at, sent_at FROM planned_message"
+        ).fetchall()
+    stored: dict[str, datetime] = {}
+    for body, received_at in inbox:
+        text = json.dumps(body)
+        for booking in booked.values():
+            if f"Appointment/{booking.appointment_id}" in text:
+                previous = stored.get(booking.appointment_id)
+                stored[booking.appointment_id] = min(received_at, previous or received_at)
+    planned = {ref.removeprefix("Patient/"): (created, sent) for ref, created, sent in messages}
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for patient_id, booking in booked.items():
+        received = stored.get(booking.appointment_id)
+        created, sent = planned.get(patient_id, (None, None))
+        if booking.communication is None or received is None or created is None or sent is None:
+            continue
+        points = (booking.booked, received, created, sent, booking.communication)
+        for stage, start, end in zip(STAGES, points, points[1:], strict=False):
+            stages[stage].append(_ms(start, end))
+    return stages
+
+
+def _print_stages(stages: dict[str, list[float]]) -> None:
+    print("  where the time goes (per finished event):")
+    for stage, samples in stages.items():
+        if samples:
+            p50, p95 = _percentile(samples, 0.50), _percentile(samples, 0.95)
+            print(f"    {stage:<10} p50 {p50:8.0f} ms   p95 {p95:8.0f} ms")
+
+
+def run(rate: float, events: int, drain: float, concurrency: int) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir,
         running_stack(Path(workdir), offsets=[OFFSET]) as stack,
     ):
-        stack.bridge.start_worker()
-        booked = _book_open_loop(stack, rate, events, f"{int(rate)}")
-        samples = _latencies(stack, booked, drain)
+        stack.bridge.start_worker(concurrency=concurrency)
+        warm_up(stack)
+        booked = book_open_loop(stack, rate, events, f"{int(rate)}")
+        samples = latencies(stack, booked, drain)
+        stages = _stages(stack.database_url, booked)
     print(
         f"rate {rate:g} events/s, {events} events: {len(samples)} done,"
         f" {events - len(samples)} unfinished after {drain:g} s of drain"
+        f" (one worker, --concurrency {concurrency})"
     )
     if not samples:
         return
@@ -97,6 +175,8 @@ def run(rate: float, events: int, drain: float) -> None:
     print(f"  p95 {p95:8.0f} ms")
     print(f"  p99 {p99:8.0f} ms   goal < {GOAL_P99_MS:.0f} ms")
     print(f"  mean {statistics.fmean(samples):7.0f} ms, max {max(samples):.0f} ms")
+    _print_stages(stages)
+    print(f"  load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 def main() -> None:
@@ -105,11 +185,12 @@ def main() -> None:
     parser.add_argument("--rates", default="20,100", help="events per second, comma-separated")
     parser.add_argument("--events", type=int, default=200, help="events per rate")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait at the end")
+    parser.add_argument("--concurrency", type=int, default=2, help="the worker's processes")
     args = parser.parse_args()
     if not 0 < args.events <= MAX_EVENTS:
         parser.error(f"--events must be between 1 and {MAX_EVENTS} (one search page)")
     for rate in (float(r) for r in args.rates.split(",")):
-        run(rate, args.events, args.drain)
+        run(rate, args.events, args.drain, args.concurrency)
 
 
 if __name__ == "__main__":

@@ -336,6 +336,22 @@ def write_back(rt: Runtime, message_id: str) -> str:
     )
 
 
+def write_back_after_delivery(rt: Runtime, message_id: str) -> str:
+    """The write-back right after a delivery committed, in the delivering task.
+
+    Saves a queue round-trip per message. If the EHR does not answer now, the row stays
+    ``pending`` and the relay hands it to ``write_communication`` (the one retry layer).
+    """
+    try:
+        return write_back(rt, message_id)
+    except EhrError as exc:
+        log.warning(
+            "write-back deferred to the relay",
+            extra={"message_id": message_id, "error": f"ehr:{exc.status}"},
+        )
+        return "deferred"
+
+
 def subscription_plan(rt: Runtime) -> SubscriptionPlan:
     settings = rt.settings
     return SubscriptionPlan(

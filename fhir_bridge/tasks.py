@@ -275,9 +275,12 @@ def process_notifications(inbox_ids: list[int]) -> dict[str, int]:
 
 @celery_app.task(name="fhir_bridge.deliver")
 def deliver(message_id: str) -> str:
-    outcome = jobs.deliver_message(get_runtime(), message_id)
+    """Deliver, then write the Communication in the same task (its commit is done and no
+    transaction is open); the relay writes it later if the EHR does not answer now."""
+    rt = get_runtime()
+    outcome = jobs.deliver_message(rt, message_id)
     if outcome in ("sent", "withheld", "failed"):
-        try_enqueue("fhir_bridge.write_communication", message_id)
+        jobs.write_back_after_delivery(rt, message_id)
     return outcome
 
 

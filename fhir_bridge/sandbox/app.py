@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -87,6 +88,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     launcher = SmartLaunch(state)
     app.include_router(smart_launch_router(launcher))
     app.include_router(batch_router(state, fhir, fhir_response, _json_body))
+
+    @app.middleware("http")
+    async def _latency(request: Request, call_next: Any) -> Response:
+        """The chaos ``latency``: FHIR requests answer no sooner than a real EHR would."""
+        delay = state.chaos.latency
+        if delay and request.url.path.startswith("/fhir/"):
+            await asyncio.sleep(delay)
+        response: Response = await call_next(request)
+        return response
 
     def authorize(request: Request, type_: str, letter: str) -> None:
         state.auth.require(request.headers.get("authorization"), type_, letter)

@@ -1,4 +1,4 @@
-"""Test-controlled delivery misbehaviour: duplicates, drops, reordering, late heartbeats."""
+"""Test-controlled misbehaviour: duplicates, drops, reordering, late heartbeats, slow answers."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ class Chaos:
         self.drop_next = 0
         self.duplicate_all = False
         self.heartbeat_delay = 0.0
+        # Seconds every FHIR request waits before it is handled (a real EHR's ~20 ms).
+        self.latency = 0.0
         self.seed: int | None = None
 
     def update(self, options: dict[str, Any]) -> None:
@@ -63,6 +65,7 @@ class Chaos:
             "heartbeat_delay": lambda v: setattr(
                 self, "heartbeat_delay", _non_negative_number("heartbeat_delay", v)
             ),
+            "latency": lambda v: setattr(self, "latency", _non_negative_number("latency", v)),
             "seed": self._reseed,
         }
         unknown = sorted(set(options) - set(setters))
@@ -88,6 +91,7 @@ class Chaos:
                 "drop_next": self.drop_next,
                 "duplicate_all": self.duplicate_all,
                 "heartbeat_delay": self.heartbeat_delay,
+                "latency": self.latency,
                 "seed": self.seed,
             }
 

@@ -243,7 +243,8 @@ class EhrServer:
         return result
 
     def set_chaos(self, **options: Any) -> None:
-        """Configure duplicate/drop/reorder_window/drop_next/duplicate_all/seed/heartbeat_delay."""
+        """Configure duplicate/drop/reorder_window/drop_next/duplicate_all/seed/heartbeat_delay/
+        latency (seconds each FHIR request waits before it is answered)."""
         self._call("POST", f"{self.admin_url}/chaos", json=options)
 
     def settings(self, **options: Any) -> None:

@@ -183,6 +183,7 @@ class EhrState:
                     "drop_next": 0,
                     "duplicate_all": False,
                     "heartbeat_delay": 0,
+                    "latency": 0,
                     "seed": None,
                 }
             )
