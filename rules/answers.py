@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from rules.config import RulesConfig
-from rules.consent import LedgerEntry, decide_consent, select_contact
-from rules.consent.delivery import WITHHELD_NO_CONTACT, withheld_reason
+from rules.consent import LedgerEntry
+from rules.consent.delivery import WITHHELD_NO_CONTACT, consent_on_channel, withheld_reason
 from rules.context import PlanningContext
 from rules.model import PatientSnapshot, PlannedMessage, PreparedDelivery, WithheldMessage
 from rules.outreach import REASON_RENDER_FAILED, REASON_TOO_LONG
@@ -44,7 +44,6 @@ from rules.templates import (
     longest_sms_variables,
     render,
 )
-from rules.timing import into_window, local_iso
 
 ANSWER_RULE: Final = "staff-answer"
 ANSWER_KEY_PREFIX: Final = "staff-answer|"
@@ -118,20 +117,12 @@ def _decide_channel(
     protection = check_protections(patient, purpose, now, policy)
     if protection is not None:
         return _ChannelDecision(False, protection, None, (), {"protection": protection})
-    contact = select_contact(patient, channel, now, policy)
-    if contact is None:
+    found = consent_on_channel(patient, consents, ledger, purpose, channel, now, policy)
+    if found is None:
         return _ChannelDecision(
             False, WITHHELD_NO_CONTACT, None, (), {"channel": channel, "outcome": "no-contact"}
         )
-    decision = decide_consent(
-        consents=consents,
-        ledger=ledger,
-        purpose=purpose,
-        channel=channel,
-        now=now,
-        policy=policy,
-        address=contact.address,
-    )
+    contact, decision = found
     trace = {
         "channel": channel,
         "purpose": purpose,
@@ -178,8 +169,7 @@ def plan_answer(
     now = now.astimezone(UTC)
     purpose = config.staff_answers.purpose
     context = PlanningContext.build(snapshot, config, now)
-    zone = context.recipient_decision(None)
-    send_at, moved = into_window(now, zone.zone, context.window(None))
+    prompt = context.send_now()
     template = answer_template(request.answer_id)
     variables = answer_variables(config)
     trace: dict[str, Any] = {
@@ -190,13 +180,7 @@ def plan_answer(
         "in_response_to": request.in_response_to,
         "by": request.author,
         "reply_channel": request.reply_channel,
-        "language": context.language,
-        "language_source": context.language_source,
-        "zone": zone.name,
-        "zone_source": zone.source,
-        "quiet_hours": moved or "inside-window",
-        "requested_at": now.isoformat(),
-        "send_at_local": local_iso(send_at, zone.zone),
+        **context.send_now_trace(prompt),
     }
     message = PlannedMessage(
         key=answer_key(request.item_id, request.answer_id),
@@ -204,7 +188,7 @@ def plan_answer(
         purpose=purpose,
         patient_ref=snapshot.patient_ref,
         about=(),
-        send_at=send_at,
+        send_at=prompt.send_at,
         template=template,
         language=context.language,
         variables=variables,

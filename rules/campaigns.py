@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from rules.answers import answer_variables
 from rules.caps import REASON_CAP_REACHED
-from rules.consent import LedgerEntry, decide_consent, select_contact
+from rules.consent import LedgerEntry
 from rules.consent.decision import REASON_DEFAULT_DENY
-from rules.consent.delivery import WITHHELD_NO_CONTACT, withheld_reason
+from rules.consent.delivery import WITHHELD_NO_CONTACT, consent_on_channel, withheld_reason
 from rules.context import PlanningContext
 from rules.model import PatientSnapshot, PlannedMessage, PreparedDelivery, WithheldMessage
 from rules.outreach import cap_reason
@@ -42,7 +43,7 @@ from rules.templates import (
     longest_sms_variables,
     render,
 )
-from rules.timing import into_window, local_iso
+from rules.timing import local_iso
 
 if TYPE_CHECKING:
     from rules.config import RulesConfig
@@ -99,12 +100,8 @@ class CampaignSpec:
 
 
 def campaign_variables(config: RulesConfig) -> dict[str, str]:
-    organization = config.organization
-    return {
-        "clinic_name": organization.clinic_name,
-        "clinic_phone": organization.clinic_phone,
-        "link": organization.link,
-    }
+    """The clinic's name, callback number and portal link: what a staff answer prints."""
+    return answer_variables(config)
 
 
 def _consent_on_sms(
@@ -120,18 +117,10 @@ def _consent_on_sms(
     protection = check_protections(snapshot.patient, purpose, now, policy)
     if protection is not None:
         return protection, None, (), {"protection": protection}
-    contact = select_contact(snapshot.patient, CHANNEL, now, policy)
-    if contact is None:
+    found = consent_on_channel(snapshot.patient, consents, ledger, purpose, CHANNEL, now, policy)
+    if found is None:
         return WITHHELD_NO_CONTACT, None, (), {"outcome": "no-contact"}
-    decision = decide_consent(
-        consents=consents,
-        ledger=ledger,
-        purpose=purpose,
-        channel=CHANNEL,
-        now=now,
-        policy=policy,
-        address=contact.address,
-    )
+    contact, decision = found
     trace = {"channel": CHANNEL, "purpose": purpose, "outcome": decision.reason}
     if decision.allowed:
         return None, contact.address, tuple(decision.used), trace
@@ -176,11 +165,7 @@ def plan_campaign_message(
     """One audience member's message (sent now or when their window opens), or why not."""
     now = now.astimezone(UTC)
     context = PlanningContext.build(snapshot, config, now)
-    zone = context.recipient_decision(None)
-    send_at, moved = now, "emergency"
-    if not spec.emergency:
-        send_at, moved_into = into_window(now, zone.zone, context.window(None))
-        moved = moved_into or "inside-window"
+    prompt = context.send_now(emergency=spec.emergency)
     trace: dict[str, Any] = {
         "rule": CAMPAIGN_RULE,
         "campaign": spec.campaign_id,
@@ -189,9 +174,9 @@ def plan_campaign_message(
         "priority": spec.priority,
         "language": context.language,
         "language_source": context.language_source,
-        "zone": zone.name,
-        "quiet_hours": moved,
-        "send_at_local": local_iso(send_at, zone.zone),
+        "zone": prompt.zone.name,
+        "quiet_hours": prompt.quiet_hours,
+        "send_at_local": local_iso(prompt.send_at, prompt.zone.zone),
         "audience_terms": list(terms),
     }
     message = PlannedMessage(
@@ -200,7 +185,7 @@ def plan_campaign_message(
         purpose=spec.purpose,
         patient_ref=snapshot.patient_ref,
         about=(),
-        send_at=send_at,
+        send_at=prompt.send_at,
         template=spec.template,
         language=context.language,
         variables={**spec.variables, **_date_in(spec.dates, context.language)},

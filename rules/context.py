@@ -20,7 +20,7 @@ from rules.model import PatientSnapshot, PlannedMessage, WithheldMessage
 from rules.place_time import ZoneDecision, recipient_zone, start_offset_check, zone_of_place
 from rules.privacy import classify_sensitivity
 from rules.snapshot import referenced_closure, shared_references_of
-from rules.timing import QuietHours
+from rules.timing import QuietHours, into_window, local_iso
 
 
 @dataclass
@@ -62,6 +62,16 @@ def _place_zone(
             ),
         )
     return found
+
+
+@dataclass(frozen=True)
+class PromptSend:
+    """When a message meant to go at once may go: now, or when the patient's window opens."""
+
+    send_at: datetime
+    zone: ZoneDecision
+    quiet_hours: str
+    """``inside-window``, ``moved-after-quiet-hours``, or ``emergency`` (window ignored)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,27 @@ class PlanningContext:
         if override and override.quiet_hours:
             return override.quiet_hours.window()
         return self.config.quiet_hours.window()
+
+    def send_now(self, *, emergency: bool = False) -> PromptSend:
+        """A message requested now (a staff answer, an invitation, a campaign message):
+        held to the patient's sending window, unless it is an emergency."""
+        zone = self.recipient_decision(None)
+        if emergency:
+            return PromptSend(self.now, zone, "emergency")
+        send_at, moved = into_window(self.now, zone.zone, self.window(None))
+        return PromptSend(send_at, zone, moved or "inside-window")
+
+    def send_now_trace(self, prompt: PromptSend) -> dict[str, Any]:
+        """The trace of a message requested now: language, zone, quiet hours, times."""
+        return {
+            "language": self.language,
+            "language_source": self.language_source,
+            "zone": prompt.zone.name,
+            "zone_source": prompt.zone.source,
+            "quiet_hours": prompt.quiet_hours,
+            "requested_at": self.now.isoformat(),
+            "send_at_local": local_iso(prompt.send_at, prompt.zone.zone),
+        }
 
     def base_variables(self, location_ref: str | None = None) -> dict[str, str]:
         """The variables every template may use: name, clinic, callback number, link."""

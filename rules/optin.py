@@ -46,7 +46,7 @@ from rules.answer_config import PURPOSE_CARE_COORDINATION
 from rules.config import RulesConfig
 from rules.consent import LedgerEntry, decide_consent, select_contact
 from rules.consent.codes import CHANNEL_SMS, PURPOSE_HEALTH_TIPS
-from rules.consent.delivery import WITHHELD_NO_CONTACT, withheld_reason
+from rules.consent.delivery import WITHHELD_NO_CONTACT, consent_on_channel, withheld_reason
 from rules.context import PlanningContext
 from rules.model import (
     PatientSnapshot,
@@ -59,7 +59,6 @@ from rules.outreach import REASON_TOO_LONG
 from rules.protections import check_protections
 from rules.reply_texts import INVITE_HEALTH_TIPS, render_reply
 from rules.sms_length import sms_segments
-from rules.timing import into_window, local_iso
 
 INVITE_RULE: Final = "health-tips-invitation"
 INVITE_KEY_PREFIX: Final = "optin-invite|"
@@ -135,19 +134,12 @@ def plan_invitation(
     if last_invited_at is not None and now - last_invited_at.astimezone(UTC) < period:
         return InvitationDecision(None, SKIP_INVITED_RECENTLY)
     context = PlanningContext.build(snapshot, config, now)
-    zone = context.recipient_decision(None)
-    send_at, moved = into_window(now, zone.zone, context.window(None))
+    prompt = context.send_now()
     trace: dict[str, Any] = {
         "rule": INVITE_RULE,
         "topic": TOPIC,
         "reply_channel": INVITE_CHANNEL,
-        "language": context.language,
-        "language_source": context.language_source,
-        "zone": zone.name,
-        "zone_source": zone.source,
-        "quiet_hours": moved or "inside-window",
-        "requested_at": now.isoformat(),
-        "send_at_local": local_iso(send_at, zone.zone),
+        **context.send_now_trace(prompt),
     }
     message = PlannedMessage(
         key=invite_key(snapshot.patient_ref, now),
@@ -155,7 +147,7 @@ def plan_invitation(
         purpose=INVITE_PURPOSE,
         patient_ref=snapshot.patient_ref,
         about=(),
-        send_at=send_at,
+        send_at=prompt.send_at,
         template=INVITE_HEALTH_TIPS,
         language=context.language,
         variables={},
@@ -186,18 +178,12 @@ def prepare_invitation_delivery(
     protection = check_protections(patient, message.purpose, now, policy)
     if protection is not None:
         return message.withhold(protection, "patient protection", delivery_trace)
-    contact = select_contact(patient, INVITE_CHANNEL, now, policy)
-    if contact is None:
-        return message.withhold(WITHHELD_NO_CONTACT, "no SMS contact", delivery_trace)
-    decision = decide_consent(
-        consents=consents,
-        ledger=ledger,
-        purpose=message.purpose,
-        channel=INVITE_CHANNEL,
-        now=now,
-        policy=policy,
-        address=contact.address,
+    found = consent_on_channel(
+        patient, consents, ledger, message.purpose, INVITE_CHANNEL, now, policy
     )
+    if found is None:
+        return message.withhold(WITHHELD_NO_CONTACT, "no SMS contact", delivery_trace)
+    contact, decision = found
     trace["consent"] = {
         "channel": INVITE_CHANNEL,
         "purpose": message.purpose,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -38,6 +38,7 @@ IN_FLIGHT_STATUSES = (
     MessageStatus.SENDING.value,
 )
 INBOUND_DONE = ("done", "failed")
+_Row = TypeVar("_Row")
 REPLY_SETTLED = ("sent", "withheld", "failed", "unknown")
 
 
@@ -255,14 +256,8 @@ def _message_body_kept(horizon: datetime) -> tuple[Any, ...]:
 
 def messages_with_bodies(session: Session, horizon: datetime, limit: int) -> list[PlannedMessage]:
     """Settled messages created before ``horizon`` whose body is not purged yet."""
-    return list(
-        session.scalars(
-            select(PlannedMessage)
-            .where(*_message_body_kept(horizon))
-            .order_by(PlannedMessage.created_at, PlannedMessage.id)
-            .limit(limit)
-        )
-    )
+    order = (PlannedMessage.created_at, PlannedMessage.id)
+    return _first(session, PlannedMessage, _message_body_kept(horizon), order, limit)
 
 
 def purge_message_body(
@@ -303,14 +298,8 @@ def _inbound_body_kept(horizon: datetime) -> tuple[Any, ...]:
 
 
 def inbound_with_bodies(session: Session, horizon: datetime, limit: int) -> list[InboundMessage]:
-    return list(
-        session.scalars(
-            select(InboundMessage)
-            .where(*_inbound_body_kept(horizon))
-            .order_by(InboundMessage.id)
-            .limit(limit)
-        )
-    )
+    order = (InboundMessage.id,)
+    return _first(session, InboundMessage, _inbound_body_kept(horizon), order, limit)
 
 
 def purge_inbound_body(session: Session, inbound_id: int, digest: str, now: datetime) -> bool:
@@ -342,14 +331,8 @@ def _version_body_kept(horizon: datetime) -> tuple[Any, ...]:
 def versions_with_bodies(
     session: Session, horizon: datetime, limit: int
 ) -> list[CommunicationVersion]:
-    return list(
-        session.scalars(
-            select(CommunicationVersion)
-            .where(*_version_body_kept(horizon))
-            .order_by(CommunicationVersion.id)
-            .limit(limit)
-        )
-    )
+    order = (CommunicationVersion.id,)
+    return _first(session, CommunicationVersion, _version_body_kept(horizon), order, limit)
 
 
 def purge_version_body(
@@ -504,6 +487,17 @@ def _delete_ids(session: Session, table: Any, column: Any, ids: Iterable[Any], *
 def _delete_where(session: Session, table: Any, key: Any, limit: int, *conditions: Any) -> int:
     ids = list(session.scalars(select(key).where(*conditions).limit(limit)))
     return _delete_ids(session, table, key, ids, *conditions)
+
+
+def _first(
+    session: Session,
+    model: type[_Row],
+    conditions: Sequence[Any],
+    order: Sequence[Any],
+    limit: int,
+) -> list[_Row]:
+    """The first ``limit`` rows of ``model`` meeting ``conditions``, in ``order``."""
+    return list(session.scalars(select(model).where(*conditions).order_by(*order).limit(limit)))
 
 
 def _count(session: Session, table: Any, *conditions: Any) -> int:

@@ -96,6 +96,11 @@ def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
+def _dims(row: Any) -> Dimensions:
+    """The day, rule, channel, location and language columns of a result row."""
+    return Dimensions(_as_date(row.day), row.rule, row.channel, row.location, row.language)
+
+
 def _message_location(message: Any) -> ColumnElement[Any]:
     return message.trace["inputs"]["location"].as_string()
 
@@ -126,7 +131,7 @@ def message_counts(
         query = query.where(when < until)
     return [
         MessageCount(
-            dims=Dimensions(_as_date(row.day), row.rule, row.channel, row.location, row.language),
+            dims=_dims(row),
             status=row.status,
             delivery_status=row.delivery_status,
             reason=row.reason,
@@ -134,6 +139,25 @@ def message_counts(
         )
         for row in session.execute(query)
     ]
+
+
+def _last_sent_before(channel: str, address: Any, moment: Any, outer: Any) -> Any:
+    """The id of the last message sent on ``channel`` to ``address`` at or before ``moment``
+    (columns of ``outer``, the row the subquery is correlated with)."""
+    answered = aliased(PlannedMessage)
+    return (
+        select(answered.id)
+        .where(
+            answered.channel == channel,
+            answered.address == address,
+            answered.status.in_(SENT_STATUSES),
+            answered.sent_at <= moment,
+        )
+        .order_by(answered.sent_at.desc())
+        .limit(1)
+        .correlate(outer)
+        .scalar_subquery()
+    )
 
 
 def reply_facts(
@@ -145,19 +169,8 @@ def reply_facts(
     pipeline reads it), unless it names the message itself; an unsubscribe answers the last
     email sent to its address before it was recorded.
     """
-    answered_sms = aliased(PlannedMessage)
-    last_sms = (
-        select(answered_sms.id)
-        .where(
-            answered_sms.channel == "sms",
-            answered_sms.address == InboundMessage.from_address,
-            answered_sms.status.in_(SENT_STATUSES),
-            answered_sms.sent_at <= InboundMessage.received_at,
-        )
-        .order_by(answered_sms.sent_at.desc())
-        .limit(1)
-        .correlate(InboundMessage)
-        .scalar_subquery()
+    last_sms = _last_sent_before(
+        "sms", InboundMessage.from_address, InboundMessage.received_at, InboundMessage
     )
     replies = (
         select(
@@ -170,19 +183,8 @@ def reply_facts(
         .outerjoin(StaffInboxItem, StaffInboxItem.inbound_id == InboundMessage.id)
         .where(InboundMessage.intent.is_not(None))
     )
-    answered_email = aliased(PlannedMessage)
-    last_email = (
-        select(answered_email.id)
-        .where(
-            answered_email.channel == "email",
-            answered_email.address == LedgerEntry.address,
-            answered_email.status.in_(SENT_STATUSES),
-            answered_email.sent_at <= LedgerEntry.recorded_at,
-        )
-        .order_by(answered_email.sent_at.desc())
-        .limit(1)
-        .correlate(LedgerEntry)
-        .scalar_subquery()
+    last_email = _last_sent_before(
+        "email", LedgerEntry.address, LedgerEntry.recorded_at, LedgerEntry
     )
     unsubscribes = select(
         last_email.label("message_id"),
@@ -213,7 +215,7 @@ def reply_facts(
         query = query.where(when < until)
     return [
         ReplyFact(
-            dims=Dimensions(_as_date(row.day), row.rule, row.channel, row.location, row.language),
+            dims=_dims(row),
             intent=row.intent,
             inbox_kind=row.inbox_kind,
             inbox_created_at=_aware(row.inbox_created_at),

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from rules.consent.codes import CHANNELS
-from rules.consent.contact import ranked_contact, select_contact
+from rules.consent.contact import ContactChoice, ranked_contact, select_contact
 from rules.consent.decision import ConsentDecision, decide_consent
 from rules.consent.ledger import LedgerEntry
 from rules.consent.policy import ConsentPolicy
@@ -81,6 +81,32 @@ def channel_order(
     return order
 
 
+def consent_on_channel(
+    patient: Mapping[str, Any] | None,
+    consents: Sequence[Mapping[str, Any]],
+    ledger: Sequence[LedgerEntry],
+    purpose: str,
+    channel: str,
+    now: datetime,
+    policy: ConsentPolicy,
+) -> tuple[ContactChoice, ConsentDecision] | None:
+    """The patient's contact on one channel and the consent decision for it (``None``:
+    no usable contact, so nothing to decide)."""
+    contact = select_contact(patient, channel, now, policy)
+    if contact is None:
+        return None
+    decision = decide_consent(
+        consents=consents,
+        ledger=ledger,
+        purpose=purpose,
+        channel=channel,
+        now=now,
+        policy=policy,
+        address=contact.address,
+    )
+    return contact, decision
+
+
 def choose_delivery(
     *,
     patient: Mapping[str, Any] | None,
@@ -96,19 +122,11 @@ def choose_delivery(
     withheld: str | None = None
     used: list[str] = []
     for channel in channel_order(patient, now, policy, preferred_channels):
-        contact = select_contact(patient, channel, now, policy)
-        if contact is None:
+        found = consent_on_channel(patient, consents, ledger, purpose, channel, now, policy)
+        if found is None:
             attempts.append({"channel": channel, "outcome": WITHHELD_NO_CONTACT})
             continue
-        decision = decide_consent(
-            consents=consents,
-            ledger=ledger,
-            purpose=purpose,
-            channel=channel,
-            now=now,
-            policy=policy,
-            address=contact.address,
-        )
+        contact, decision = found
         attempts.append(
             {
                 "channel": channel,
