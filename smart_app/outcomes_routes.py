@@ -23,6 +23,7 @@ from fhir_bridge.outcomes.measures import (
     iso_week,
 )
 from fhir_bridge.outcomes.service import load_facts
+from smart_app import glossary
 from smart_app.config import SESSION_PREFIX
 from smart_app.errors import SessionRequired
 from smart_app.security import PanelRoute, current_clinic_user, current_staff, launch_base
@@ -90,7 +91,12 @@ def outcomes_page(request: Request, weeks: str | None = None, by: str | None = N
         total=weekly.total,
         no_show=weekly.no_show_total,
         grouped=grouped,
-        reasons=sorted(weekly.total.withheld_by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
+        reasons=[
+            (glossary.reason(code), code, n)
+            for code, n in sorted(
+                weekly.total.withheld_by_reason.items(), key=lambda kv: (-kv[1], kv[0])
+            )
+        ],
         charts=_charts(weekly, places, week_keys),
         small_count=SMALL_COUNT,
         share=_share,
