@@ -240,10 +240,6 @@ INBOX_BATCH = 50
 """At most this many notifications per wake-up task, so several workers share a backlog."""
 
 
-def enqueue_inbox(inbox_id: int) -> None:
-    try_enqueue("fhir_bridge.process_notification", inbox_id)
-
-
 def enqueue_inbox_batch(inbox_ids: list[int]) -> bool:
     """Wake the worker for many stored notifications (in order); False on a broker outage."""
     sent = True
