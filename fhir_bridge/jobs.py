@@ -35,12 +35,14 @@ from fhir_bridge.sync.service import (
     EhrReads,
     SubscriptionView,
     SyncDeps,
+    apply_in_short_transactions,
     apply_reads,
     apply_resource,
     forget_resource,
     process_notification,
     read_current,
     read_notification,
+    read_recovery,
 )
 from fhir_bridge.sync.subscriptions import SubscriptionPlan, check_all
 from fhir_bridge.sync.topics import named_topics
@@ -171,7 +173,47 @@ def sync_deps(rt: Runtime, now: datetime) -> SyncDeps:
         skew=rt.skew,
         on_patient_changed=patient_changed_hook(rt, now),
         prefetch=lambda resources: _prefetch_for_resources(rt, resources, now),
+        stored_events=lambda subscription_id, first, last: _stored_events(
+            rt, subscription_id, first, last
+        ),
     )
+
+
+def _stored_events(
+    rt: Runtime, subscription_id: str, first: int, last: int
+) -> list[tuple[int, int]]:
+    with transaction(rt.sessions) as session:
+        return sync_repository.stored_event_ranges(session, subscription_id, first, last)
+
+
+def _recover_events_of_unapplied(rt: Runtime, deps: SyncDeps, inbox_id: int) -> None:
+    """A notification ended rejected or abandoned: its events were never applied.
+
+    Other notifications may have counted them as on their way (stored in the inbox) and
+    moved ``events_through`` past them, so nothing else would ask for them again: recover
+    them from the EHR (``$events``, else a search) now. Never raises.
+    """
+    try:
+        with transaction(rt.sessions) as session:
+            row = inbox_repository.get(session, inbox_id)
+            if row is None or row.event_first is None or row.event_last is None:
+                return
+            subscription = (
+                sync_repository.get_subscription(session, row.subscription_id)
+                if row.subscription_id
+                else None
+            )
+            if subscription is None or subscription.events_through < row.event_first:
+                return  # not skipped: the next notification or check sees the gap
+            view = SubscriptionView.of(subscription)
+            first, last = row.event_first, row.event_last
+        reads = read_recovery(deps, view, first, last, rt.settings.poll_page_size)
+        apply_in_short_transactions(rt.sessions, deps, reads)
+    except Exception as exc:
+        log.error(
+            "events of an unapplied notification could not be recovered",
+            extra={"inbox_id": inbox_id, "error": type(exc).__name__},
+        )
 
 
 def process_inbox(rt: Runtime, inbox_id: int) -> str:
@@ -180,12 +222,15 @@ def process_inbox(rt: Runtime, inbox_id: int) -> str:
     with transaction(rt.sessions) as session:
         if not inbox_repository.claim(session, inbox_id, now, rt.lease):
             return "skipped"
-        if _attempts(session, inbox_id) > MAX_NOTIFICATION_ATTEMPTS:
+        gave_up = _attempts(session, inbox_id) > MAX_NOTIFICATION_ATTEMPTS
+        if gave_up:
             inbox_repository.mark_failed(session, inbox_id, now, "gave-up", final=True)
             log.error(
                 "notification abandoned after repeated failures", extra={"inbox_id": inbox_id}
             )
-            return "failed"
+    if gave_up:
+        _recover_events_of_unapplied(rt, sync_deps(rt, now), inbox_id)
+        return "failed"
     deps = sync_deps(rt, now)
     try:
         # Read first (no transaction open), then apply in one short transaction.
@@ -221,12 +266,15 @@ def process_inbox(rt: Runtime, inbox_id: int) -> str:
         log.warning(
             "notification rejected", extra={"inbox_id": inbox_id, "reason": f"invalid:{exc.code}"}
         )
+        _recover_events_of_unapplied(rt, deps, inbox_id)
         return "invalid"
     except EhrError as exc:
         with transaction(rt.sessions) as session:
             final = _attempts(session, inbox_id) >= MAX_NOTIFICATION_ATTEMPTS
             inbox_repository.mark_failed(session, inbox_id, now, f"ehr:{exc.status}", final=final)
         log.warning("notification processing deferred", extra={"inbox_id": inbox_id})
+        if final:
+            _recover_events_of_unapplied(rt, deps, inbox_id)
         return "retry"
     return "done"
 

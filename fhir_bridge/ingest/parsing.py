@@ -69,6 +69,15 @@ class ParsedNotification:
     events: tuple[NotificationEvent, ...] = field(default_factory=tuple)
     resource: dict[str, Any] | None = None
 
+    def event_range(self) -> tuple[int, int] | None:
+        """The first and last event number this notification carries, when they are
+        contiguous (a stored notification then vouches for every number between)."""
+        numbers = {e.number for e in self.events if e.number is not None}
+        if not numbers:
+            return None
+        first, last = min(numbers), max(numbers)
+        return (first, last) if last - first + 1 == len(numbers) else None
+
     def dedupe_key(self, subscription_id: str, body_digest: str) -> str:
         """A key equal for redeliveries of the same notification, distinct otherwise.
 

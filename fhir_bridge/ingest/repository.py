@@ -36,7 +36,8 @@ def insert_new(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dic
     ``INSERT … ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key`` (SQLite ≥ 3.35
     and PostgreSQL): returns ``{dedupe_key: id}`` of the rows this statement inserted; a key
     missing from it was already stored (a redelivery). ``rows`` hold ``subscription_id``,
-    ``dedupe_key``, ``kind``, ``body``, ``received_at`` and ``enqueued_at``.
+    ``dedupe_key``, ``kind``, ``body``, ``received_at``, ``enqueued_at`` and optionally
+    ``event_first`` / ``event_last``.
     """
     if not rows:
         return {}
@@ -44,7 +45,11 @@ def insert_new(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dic
     # Executed with a list of rows: SQLAlchemy's "insertmanyvalues" renders one multi-row
     # INSERT per batch from a statement compiled once (no compile per batch size).
     result = connection.execute(
-        statement, [{**row, "status": "pending", "attempts": 0} for row in rows]
+        statement,
+        [
+            {"event_first": None, "event_last": None, **row, "status": "pending", "attempts": 0}
+            for row in rows
+        ],
     )
     return {row.dedupe_key: row.id for row in result}
 

@@ -127,6 +127,7 @@ def store_notifications(
             f"#{epoch}" if epoch > 1 else ""
         )
         key = note.parsed.dedupe_key(incarnation, note.digest)
+        event_range = note.parsed.event_range() or (None, None)
         rows.setdefault(
             key,
             {
@@ -136,6 +137,8 @@ def store_notifications(
                 "body": note.body,
                 "received_at": note.received_at,
                 "enqueued_at": enqueued_at,
+                "event_first": event_range[0],
+                "event_last": event_range[1],
             },
         )
         outcomes.append(key)

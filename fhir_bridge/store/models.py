@@ -105,11 +105,16 @@ class InboxNotification(Base):
     enqueued_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
     error_code: Mapped[str | None] = mapped_column(String(200))
+    # The contiguous event numbers a topic notification carries (NULL otherwise): a gap in
+    # ``subscription.events_through`` that stored notifications will fill is not a gap.
+    event_first: Mapped[int | None] = mapped_column(Integer)
+    event_last: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_inbox_status", "status"),
         # The relay derives each Subscription's last notification / heartbeat from here.
         Index("ix_inbox_subscription_received", "subscription_id", "received_at"),
+        Index("ix_inbox_subscription_events", "subscription_id", "event_last"),
     )
 
 

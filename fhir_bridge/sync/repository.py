@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from fhir_bridge.store.models import ResourceState, Subscription, Watermark
+from fhir_bridge.store.models import InboxNotification, ResourceState, Subscription, Watermark
 from rules.resource_types import PLANNED_TYPES
 
 
@@ -181,4 +181,55 @@ def resources_of_type(session: Session, resource_type: str) -> Sequence[Resource
     """Every resource of one type we hold (window polling re-checks those it no longer sees)."""
     return list(
         session.scalars(select(ResourceState).where(ResourceState.resource_type == resource_type))
+    )
+
+
+# Notifications that will be (or were) applied: a rejected or abandoned one vouches for
+# nothing (its events are recovered from the EHR when it ends that way).
+_APPLYING = ("pending", "processing", "done")
+
+
+def stored_event_ranges(
+    session: Session, subscription_id: str, first: int, last: int
+) -> list[tuple[int, int]]:
+    """Event-number ranges of stored notifications of this Subscription overlapping
+    ``first``..``last`` (the inbox vouches for those numbers)."""
+    rows = session.execute(
+        select(InboxNotification.event_first, InboxNotification.event_last).where(
+            InboxNotification.subscription_id == subscription_id,
+            InboxNotification.event_last >= first,
+            InboxNotification.event_first <= last,
+            InboxNotification.status.in_(_APPLYING),
+        )
+    )
+    return [(row.event_first, row.event_last) for row in rows]
+
+
+def advance_events(
+    session: Session, subscription_id: str, through: int, good_through: datetime | None
+) -> None:
+    """Raise ``events_through`` (and ``good_through``) to at least these, in one statement.
+
+    Atomic under concurrent workers: two notifications of one Subscription applied at once
+    each raise the counters to the larger value, never lower what the other wrote.
+    """
+    values: dict[Any, Any] = {
+        Subscription.events_through: case(
+            (Subscription.events_through < through, through),
+            else_=Subscription.events_through,
+        )
+    }
+    if good_through is not None:
+        values[Subscription.good_through] = case(
+            (
+                Subscription.good_through.is_(None) | (Subscription.good_through < good_through),
+                good_through,
+            ),
+            else_=Subscription.good_through,
+        )
+    session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription_id)
+        .values(values)
+        .execution_options(synchronize_session=False)
     )

@@ -56,6 +56,10 @@ def _nothing_to_prefetch(_resources: list[dict[str, Any]]) -> None:
     return None
 
 
+def _nothing_stored(_subscription_id: str, _first: int, _last: int) -> list[tuple[int, int]]:
+    return []
+
+
 @dataclass
 class SyncDeps:
     """What sync needs from the outside world, passed in so tests can vary it.
@@ -69,6 +73,9 @@ class SyncDeps:
     skew: timedelta
     on_patient_changed: Callable[[Session, str], None]
     prefetch: Callable[[list[dict[str, Any]]], None] = _nothing_to_prefetch
+    # Event-number ranges stored notifications of a Subscription carry within first..last
+    # (a short read of the inbox): those numbers are on their way, not missing.
+    stored_events: Callable[[str, int, int], list[tuple[int, int]]] = _nothing_stored
 
 
 def apply_resource(
@@ -141,12 +148,15 @@ class EhrReads:
 
     ``resources`` pairs each version with whether it is the EHR's current one (read or
     searched) rather than pushed to us; ``deleted`` holds references the EHR no longer
-    has; ``caught_up`` says a ``_lastUpdated`` search from ``good_through`` ran.
+    has; ``caught_up`` says a ``_lastUpdated`` search from ``good_through`` ran;
+    ``gap_stored`` says the event numbers missing before this notification's are carried
+    by notifications already in the inbox (applied by their own jobs, not recovered).
     """
 
     resources: list[tuple[dict[str, Any], bool]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     caught_up: bool = False
+    gap_stored: bool = False
 
     def all_resources(self) -> list[dict[str, Any]]:
         return [resource for resource, _ in self.resources]
@@ -155,6 +165,7 @@ class EhrReads:
         self.resources.extend(other.resources)
         self.deleted.extend(other.deleted)
         self.caught_up = self.caught_up or other.caught_up
+        self.gap_stored = self.gap_stored or other.gap_stored
 
 
 @dataclass(frozen=True)
@@ -300,8 +311,34 @@ def read_notification(
     _read_events(deps, subscription, parsed.events, page_size, reads)
     gap = _gap(parsed, subscription.events_through)
     if gap is not None:
-        _read_recovery(deps, subscription, gap[0], gap[1], page_size, reads)
+        missing = unstored_gap(deps, subscription.id, gap[0], gap[1])
+        if missing is None:
+            reads.gap_stored = True
+        else:
+            _read_recovery(deps, subscription, missing[0], missing[1], page_size, reads)
     return reads
+
+
+def unstored_gap(
+    deps: SyncDeps, subscription_id: str, first: int, last: int
+) -> tuple[int, int] | None:
+    """The part of the event numbers ``first``..``last`` that no stored notification
+    carries (lowest to highest missing number), or ``None`` when the inbox has them all.
+
+    Two workers may apply one Subscription's notifications out of order, and the periodic
+    check may count events still waiting in the inbox: neither is a lost event.
+    """
+    missing: list[int] = []
+    cursor = first
+    for low, high in sorted(deps.stored_events(subscription_id, first, last)):
+        if low > cursor:
+            missing += [cursor, min(low - 1, last)]
+        cursor = max(cursor, high + 1)
+        if cursor > last:
+            break
+    if cursor <= last:
+        missing += [cursor, last]
+    return (missing[0], missing[-1]) if missing else None
 
 
 def process_notification(
@@ -319,7 +356,7 @@ def process_notification(
     body = row.body
     unordered = apply_reads(session, deps, reads).unordered
     if reads.caught_up:
-        subscription.good_through = deps.now - deps.skew
+        repository.advance_events(session, subscription.id, 0, deps.now - deps.skew)
     if row.kind in ("classic-empty", "classic-resource"):
         return unordered
     assert body is not None
@@ -328,7 +365,9 @@ def process_notification(
         subscription.status = "active"
         subscription.last_error = None
         return unordered
-    _close_gap(deps, subscription, parsed, received_at=row.received_at)
+    _close_gap(
+        session, deps, subscription, parsed, received_at=row.received_at, stored=reads.gap_stored
+    )
     return unordered
 
 
@@ -408,29 +447,36 @@ def _read_recovery(
 
 
 def _close_gap(
+    session: Session,
     deps: SyncDeps,
     subscription: Subscription,
     parsed: ParsedNotification,
     *,
     received_at: datetime,
+    stored: bool,
 ) -> None:
-    """Bookkeeping after the events (and any recovery, already applied) are in."""
+    """Bookkeeping after the events (and any recovery, already applied) are in.
+
+    The counters only grow, in one atomic statement (:func:`repository.advance_events`):
+    two workers applying one Subscription's notifications at once never lower them.
+    ``stored``: the numbers before this notification's are in the inbox, not lost.
+    """
     numbers = [e.number for e in parsed.events if e.number is not None]
     highest = max([*numbers, parsed.events_since_start or 0])
     through = subscription.events_through
     if parsed.status in ("error", "off"):
         subscription.status = parsed.status
+    if highest <= through:
+        return
     gap = _gap(parsed, through)
-    if gap is not None:
+    if gap is not None and not stored:
         log.warning(
             "event gap detected",
             extra={"subscription": subscription.id, "from": gap[0], "to": gap[1]},
         )
-    elif highest > through:
-        subscription.good_through = max(
-            subscription.good_through or received_at, received_at - deps.skew
-        )
-    subscription.events_through = max(through, highest)
+        repository.advance_events(session, subscription.id, highest, None)
+    else:
+        repository.advance_events(session, subscription.id, highest, received_at - deps.skew)
 
 
 def read_recovery(

@@ -56,6 +56,7 @@ from fhir_bridge.sync.service import (
     apply_in_short_transactions,
     read_catch_up,
     read_recovery,
+    unstored_gap,
 )
 from fhir_bridge.sync.topics import (
     TopicChoice,
@@ -546,11 +547,16 @@ def _check(
     if subscription.kind != "topic":
         return _classic_catch_up(deps, plan, subscription, page_size, reads)
     events_since = _remote_event_count(deps, subscription)
-    if events_since is not None and events_since > subscription.events_through:
+    missing = (
+        unstored_gap(deps, subscription.id, subscription.events_through + 1, events_since)
+        if events_since is not None and events_since > subscription.events_through
+        else None
+    )
+    if missing is not None:
+        # Only what no stored notification carries: a backlog in the inbox is not a gap.
+        assert events_since is not None
         view = SubscriptionView.of(subscription)
-        recovered = read_recovery(
-            deps, view, subscription.events_through + 1, events_since, page_size
-        )
+        recovered = read_recovery(deps, view, missing[0], missing[1], page_size)
         reads.extend(recovered)
         if recovered.caught_up:
             subscription.good_through = deps.now - deps.skew
