@@ -16,7 +16,14 @@ stage, from the rows' own timestamps (every clock is this machine's):
 - ``deliver``: message planned → sent (the hand-off to delivery, re-reads, SMTP);
 - ``write-back``: sent → Communication created in the EHR.
 
+``--compare-events-operation`` runs every rate twice, on an EHR with ``$events`` and on
+one without (where a missed event can only be found by a ``_lastUpdated`` search), with
+``--workers`` separate worker processes (``--workers 2``: their events interleave, so
+notifications are applied out of order), and prints both next to each other with the
+catch-up searches and ``$events`` calls each made: the issue's goal is "the same".
+
     .venv/bin/python benchmarks/bench_latency.py [--rates 20,100] [--events 200] [--drain 60]
+        [--workers 1] [--concurrency 2] [--compare-events-operation]
 """
 
 from __future__ import annotations
@@ -153,30 +160,60 @@ def _print_stages(stages: dict[str, list[float]]) -> None:
             print(f"    {stage:<10} p50 {p50:8.0f} ms   p95 {p95:8.0f} ms")
 
 
-def run(rate: float, events: int, drain: float, concurrency: int) -> None:
+@dataclass
+class RunSummary:
+    p50: float | None
+    p99: float | None
+    searches: int
+    operations: int
+
+
+def run(
+    rate: float,
+    events: int,
+    drain: float,
+    concurrency: int,
+    *,
+    workers: int = 1,
+    supports_events: bool = True,
+) -> RunSummary:
     with (
         tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir,
-        running_stack(Path(workdir), offsets=[OFFSET]) as stack,
+        running_stack(Path(workdir), offsets=[OFFSET], supports_events=supports_events) as stack,
     ):
-        stack.bridge.start_worker(concurrency=concurrency)
+        for n in range(workers):
+            stack.bridge.start_worker(concurrency=concurrency, beat=n == 0)
         warm_up(stack)
+        before = stack.ehr.stats()["requests_by_type_and_interaction"]
         booked = book_open_loop(stack, rate, events, f"{int(rate)}")
         samples = latencies(stack, booked, drain)
         stages = _stages(stack.database_url, booked)
+        after = stack.ehr.stats()["requests_by_type_and_interaction"]
+    counted = {key: after.get(key, 0) - before.get(key, 0) for key in after}
+    # Catch-up searches by fhir-bridge (the benchmark's own Communication polling excluded).
+    searches = sum(
+        n
+        for key, n in counted.items()
+        if key.endswith(".search-type") and not key.startswith("Communication.")
+    )
+    operations = counted.get("Subscription.operation", 0)
     print(
         f"rate {rate:g} events/s, {events} events: {len(samples)} done,"
         f" {events - len(samples)} unfinished after {drain:g} s of drain"
-        f" (one worker, --concurrency {concurrency})"
+        f" ({workers} worker role(s), --concurrency {concurrency}; EHR"
+        f" {'with' if supports_events else 'without'} $events)"
     )
+    print(f"  EHR searches {searches}, $events/$status calls {operations} during the run")
     if not samples:
-        return
+        return RunSummary(None, None, searches, operations)
     p50, p95, p99 = (_percentile(samples, q) for q in (0.50, 0.95, 0.99))
     print(f"  p50 {p50:8.0f} ms   goal < {GOAL_P50_MS:.0f} ms")
     print(f"  p95 {p95:8.0f} ms")
     print(f"  p99 {p99:8.0f} ms   goal < {GOAL_P99_MS:.0f} ms")
     print(f"  mean {statistics.fmean(samples):7.0f} ms, max {max(samples):.0f} ms")
     _print_stages(stages)
-    print(f"  load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"  load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    return RunSummary(p50, p99, searches, operations)
 
 
 def main() -> None:
@@ -185,12 +222,46 @@ def main() -> None:
     parser.add_argument("--rates", default="20,100", help="events per second, comma-separated")
     parser.add_argument("--events", type=int, default=200, help="events per rate")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait at the end")
-    parser.add_argument("--concurrency", type=int, default=2, help="the worker's processes")
+    parser.add_argument("--concurrency", type=int, default=2, help="each worker's processes")
+    parser.add_argument("--workers", type=int, default=1, help="separate worker roles")
+    parser.add_argument(
+        "--compare-events-operation",
+        action="store_true",
+        help="each rate on an EHR with $events and on one without, side by side",
+    )
     args = parser.parse_args()
     if not 0 < args.events <= MAX_EVENTS:
         parser.error(f"--events must be between 1 and {MAX_EVENTS} (one search page)")
     for rate in (float(r) for r in args.rates.split(",")):
-        run(rate, args.events, args.drain, args.concurrency)
+        options = (True, False) if args.compare_events_operation else (True,)
+        summaries = [
+            run(
+                rate,
+                args.events,
+                args.drain,
+                args.concurrency,
+                workers=args.workers,
+                supports_events=supports,
+            )
+            for supports in options
+        ]
+        if len(summaries) == 2:
+            with_ops, without = summaries
+            ratio = (
+                f"{without.p50 / with_ops.p50:.2f}x"
+                if with_ops.p50 and without.p50 is not None
+                else "n/a"
+            )
+            print(
+                f"without $events vs with, {rate:g}/s, {args.workers} worker(s): p50"
+                f" {_fmt(without.p50)} vs {_fmt(with_ops.p50)} ({ratio}), p99"
+                f" {_fmt(without.p99)} vs {_fmt(with_ops.p99)}; searches {without.searches} vs"
+                f" {with_ops.searches}   goal: the same"
+            )
+
+
+def _fmt(ms: float | None) -> str:
+    return "unfinished" if ms is None else f"{ms:.0f} ms"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ done, so any job may run twice or crash half-way without harm.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from fhir_bridge.fhir.errors import EhrError
 from fhir_bridge.fhir.resources import patient_reference
 from fhir_bridge.inbound.jobs import status_callback_url
 from fhir_bridge.ingest import repository as inbox_repository
-from fhir_bridge.ingest.parsing import InvalidNotification
+from fhir_bridge.ingest.parsing import InvalidNotification, parse_topic_bundle
 from fhir_bridge.optout import email_unsubscribe_links
 from fhir_bridge.outreach import repository as message_repository
 from fhir_bridge.outreach.communication import WritebackOptions
@@ -32,7 +33,6 @@ from fhir_bridge.store.db import transaction
 from fhir_bridge.sync import polling
 from fhir_bridge.sync import repository as sync_repository
 from fhir_bridge.sync.service import (
-    EhrReads,
     SubscriptionView,
     SyncDeps,
     apply_in_short_transactions,
@@ -117,30 +117,6 @@ def reference_source(rt: Runtime) -> ReferenceSource:
     return ReferenceSource(ehr=rt.ehr, ttl=timedelta(seconds=rt.settings.reference_ttl_seconds))
 
 
-def _read_for_notification(rt: Runtime, deps: SyncDeps, inbox_id: int) -> EhrReads | None:
-    """The read phase of a notification, outside any transaction.
-
-    One short read of the row and its Subscription, then every EHR read it needs (id-only
-    focuses, ``$events``, catch-up searches, what the resources refer to, unknown
-    patients). ``None``: the notification names no Subscription we still have.
-    """
-    with transaction(rt.sessions) as session:
-        row = inbox_repository.get(session, inbox_id)
-        assert row is not None
-        subscription = (
-            sync_repository.get_subscription(session, row.subscription_id)
-            if row.subscription_id
-            else None
-        )
-        if subscription is None:
-            return None
-        view = SubscriptionView.of(subscription)
-        kind, body = row.kind, row.body
-    reads = read_notification(deps, kind, body, view, page_size=rt.settings.poll_page_size)
-    _prefetch_for_resources(rt, reads.all_resources(), deps.now)
-    return reads
-
-
 def _prefetch_for_resources(rt: Runtime, resources: list[dict[str, Any]], now: datetime) -> None:
     """Read what the resources refer to, and their patients, before applying them."""
     prefetch_references(rt.sessions, reference_source(rt), resources, now)
@@ -216,72 +192,140 @@ def _recover_events_of_unapplied(rt: Runtime, deps: SyncDeps, inbox_id: int) -> 
         )
 
 
+@dataclass(frozen=True)
+class ClaimedNotification:
+    """An inbox row this worker claimed, as the claim returned it."""
+
+    id: int
+    subscription_id: str | None
+    kind: str
+    body: dict[str, Any] | None
+    received_at: datetime
+    attempts: int
+
+
+CLAIM_CHUNK = 10
+"""Notifications claimed per statement: few enough that the last one's lease is not near
+expiry by the time its turn comes."""
+
+
 def process_inbox(rt: Runtime, inbox_id: int) -> str:
-    """Apply one stored notification; failures go back to the inbox for the relay."""
+    """Apply one stored notification (:func:`process_inbox_batch` of one)."""
+    return process_inbox_batch(rt, [inbox_id])[inbox_id]
+
+
+def process_inbox_batch(rt: Runtime, inbox_ids: Sequence[int]) -> dict[int, str]:
+    """Apply stored notifications in order; failures go back to the inbox for the relay.
+
+    Claims ``CLAIM_CHUNK`` rows per statement and reads their Subscriptions with it, then
+    applies each on its own (read from the EHR with no transaction open, then one short
+    transaction), so one notification's failure never decides another's. Outcome per id:
+    done, orphan, invalid, retry, failed, skipped (another worker has it, or it is done),
+    or error (unexpected; its row stays leased and the relay retries it).
+    """
+    outcomes = dict.fromkeys(inbox_ids, "skipped")
+    for start in range(0, len(inbox_ids), CLAIM_CHUNK):
+        chunk = inbox_ids[start : start + CLAIM_CHUNK]
+        claimed, views = _claim_chunk(rt, chunk)
+        for row in claimed:
+            try:
+                outcome = _process_claimed(rt, row, views.get(row.subscription_id or ""))
+            except Exception:
+                log.exception("notification processing failed", extra={"inbox_id": row.id})
+                outcome = "error"
+            outcomes[row.id] = outcome
+            view = views.get(row.subscription_id or "")
+            if outcome == "done" and view is not None:
+                # What this one applied raised the Subscription's count: the next ones in the
+                # chunk judge their gaps against that, not the count before the chunk.
+                views[view.id] = _after(view, row)
+    return outcomes
+
+
+def _claim_chunk(
+    rt: Runtime, inbox_ids: Sequence[int]
+) -> tuple[list[ClaimedNotification], dict[str, SubscriptionView]]:
     now = rt.clock()
     with transaction(rt.sessions) as session:
-        if not inbox_repository.claim(session, inbox_id, now, rt.lease):
-            return "skipped"
-        gave_up = _attempts(session, inbox_id) > MAX_NOTIFICATION_ATTEMPTS
-        if gave_up:
-            inbox_repository.mark_failed(session, inbox_id, now, "gave-up", final=True)
-            log.error(
-                "notification abandoned after repeated failures", extra={"inbox_id": inbox_id}
+        claimed = [
+            ClaimedNotification(
+                row.id, row.subscription_id, row.kind, row.body, row.received_at, row.attempts
             )
-    if gave_up:
-        _recover_events_of_unapplied(rt, sync_deps(rt, now), inbox_id)
+            for row in inbox_repository.claim_many(session, inbox_ids, now, rt.lease)
+        ]
+        subscription_ids = {row.subscription_id for row in claimed if row.subscription_id}
+        views = {
+            subscription.id: SubscriptionView.of(subscription)
+            for subscription in sync_repository.get_subscriptions(session, subscription_ids)
+        }
+    return claimed, views
+
+
+def _after(view: SubscriptionView, row: ClaimedNotification) -> SubscriptionView:
+    if row.kind not in ("event-notification", "query-event", "heartbeat") or row.body is None:
+        return view
+    parsed = parse_topic_bundle(row.body)
+    numbers = [e.number for e in parsed.events if e.number is not None]
+    highest = max([*numbers, parsed.events_since_start or 0])
+    return replace(view, events_through=max(view.events_through, highest))
+
+
+def _process_claimed(rt: Runtime, row: ClaimedNotification, view: SubscriptionView | None) -> str:
+    now = rt.clock()
+    if row.attempts > MAX_NOTIFICATION_ATTEMPTS:
+        with transaction(rt.sessions) as session:
+            inbox_repository.mark_failed(session, row.id, now, "gave-up", final=True)
+        log.error("notification abandoned after repeated failures", extra={"inbox_id": row.id})
+        _recover_events_of_unapplied(rt, sync_deps(rt, now), row.id)
         return "failed"
     deps = sync_deps(rt, now)
     try:
-        # Read first (no transaction open), then apply in one short transaction.
-        reads = _read_for_notification(rt, deps, inbox_id)
+        if view is None:
+            reads = None
+        else:
+            # Read first (no transaction open), then apply in one short transaction.
+            reads = read_notification(
+                deps, row.kind, row.body, view, page_size=rt.settings.poll_page_size
+            )
+            _prefetch_for_resources(rt, reads.all_resources(), now)
         with transaction(rt.sessions) as session:
-            row = inbox_repository.get(session, inbox_id)
-            assert row is not None
             subscription = (
                 sync_repository.get_subscription(session, row.subscription_id)
                 if row.subscription_id
                 else None
             )
             if subscription is None or reads is None:
-                inbox_repository.mark_done(session, row, now)
+                inbox_repository.mark_done_by_id(session, row.id, now)
                 return "orphan"
             unordered = process_notification(session, deps, row, subscription, reads)
             if not unordered:
-                inbox_repository.mark_done(session, row, now)
+                inbox_repository.mark_done_by_id(session, row.id, now)
         if unordered:
             # Versions we could not order against ours: the EHR's current one decides.
             current = read_current(deps, unordered)
             _prefetch_for_resources(rt, current.all_resources(), now)
             with transaction(rt.sessions) as session:
                 apply_reads(session, deps, current)
-                row = inbox_repository.get(session, inbox_id)
-                assert row is not None
-                inbox_repository.mark_done(session, row, now)
+                inbox_repository.mark_done_by_id(session, row.id, now)
     except InvalidNotification as exc:
         # Full validation happens here, not in the API: record why, count it against the
         # Subscription (the reason names fields and codes, never values).
         with transaction(rt.sessions) as session:
-            inbox_repository.mark_rejected(session, inbox_id, now, f"invalid:{exc.code}: {exc}")
+            inbox_repository.mark_rejected(session, row.id, now, f"invalid:{exc.code}: {exc}")
         log.warning(
-            "notification rejected", extra={"inbox_id": inbox_id, "reason": f"invalid:{exc.code}"}
+            "notification rejected", extra={"inbox_id": row.id, "reason": f"invalid:{exc.code}"}
         )
-        _recover_events_of_unapplied(rt, deps, inbox_id)
+        _recover_events_of_unapplied(rt, deps, row.id)
         return "invalid"
     except EhrError as exc:
+        final = row.attempts >= MAX_NOTIFICATION_ATTEMPTS
         with transaction(rt.sessions) as session:
-            final = _attempts(session, inbox_id) >= MAX_NOTIFICATION_ATTEMPTS
-            inbox_repository.mark_failed(session, inbox_id, now, f"ehr:{exc.status}", final=final)
-        log.warning("notification processing deferred", extra={"inbox_id": inbox_id})
+            inbox_repository.mark_failed(session, row.id, now, f"ehr:{exc.status}", final=final)
+        log.warning("notification processing deferred", extra={"inbox_id": row.id})
         if final:
-            _recover_events_of_unapplied(rt, deps, inbox_id)
+            _recover_events_of_unapplied(rt, deps, row.id)
         return "retry"
     return "done"
-
-
-def _attempts(session: Session, inbox_id: int) -> int:
-    row = inbox_repository.get(session, inbox_id)
-    return row.attempts if row else 0
 
 
 def inbox_to_relay(rt: Runtime, limit: int = 500) -> list[int]:

@@ -256,15 +256,10 @@ def process_notification(inbox_id: int) -> str:
 
 @celery_app.task(name="fhir_bridge.process_notifications")
 def process_notifications(inbox_ids: list[int]) -> dict[str, int]:
-    """Apply notifications in the order they were stored; each claims its own row."""
-    rt = get_runtime()
+    """Apply notifications in the order they were stored (claimed a few per statement;
+    one that fails unexpectedly stays leased for the relay, the rest go on)."""
     outcomes: dict[str, int] = {}
-    for inbox_id in inbox_ids:
-        try:
-            outcome = jobs.process_inbox(rt, inbox_id)
-        except Exception:  # its row stays leased: the relay retries it; the rest go on
-            log.exception("notification processing failed", extra={"inbox_id": inbox_id})
-            outcome = "error"
+    for outcome in jobs.process_inbox_batch(get_runtime(), inbox_ids).values():
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 

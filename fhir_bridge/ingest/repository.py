@@ -173,3 +173,28 @@ def due_for_relay(
 
 def mark_enqueued(session: Session, ids: Sequence[int], now: datetime) -> None:
     worklist.mark_enqueued(session, InboxNotification, ids, now)
+
+
+def claim_many(
+    session: Session, inbox_ids: Sequence[int], now: datetime, lease: timedelta
+) -> list[Any]:
+    """Claim several notifications at once: the won rows' ``id``, ``subscription_id``,
+    ``kind``, ``body``, ``received_at`` and ``attempts`` (this claim counted), in id order."""
+    columns = (
+        InboxNotification.id,
+        InboxNotification.subscription_id,
+        InboxNotification.kind,
+        InboxNotification.body,
+        InboxNotification.received_at,
+        InboxNotification.attempts,
+    )
+    return worklist.claim_many(session, InboxNotification, inbox_ids, now, lease, columns)
+
+
+def mark_done_by_id(session: Session, inbox_id: int, now: datetime) -> None:
+    """:func:`mark_done` without loading the row."""
+    session.execute(
+        update(InboxNotification)
+        .where(InboxNotification.id == inbox_id)
+        .values(status="done", processed_at=now, lease_until=None, error_code=None)
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -153,6 +153,10 @@ def set_watermark(session: Session, name: str, value: datetime) -> None:
 
 def get_subscription(session: Session, subscription_id: str) -> Subscription | None:
     return session.get(Subscription, subscription_id)
+
+
+def get_subscriptions(session: Session, subscription_ids: Collection[str]) -> list[Subscription]:
+    return list(session.scalars(select(Subscription).where(Subscription.id.in_(subscription_ids))))
 
 
 def get_subscription_for_update(session: Session, subscription_id: str) -> Subscription | None:

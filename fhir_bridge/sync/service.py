@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,7 +37,7 @@ from fhir_bridge.fhir.resources import (
 )
 from fhir_bridge.ingest.parsing import NotificationEvent, ParsedNotification, parse_topic_bundle
 from fhir_bridge.store.db import transaction
-from fhir_bridge.store.models import InboxNotification, Subscription
+from fhir_bridge.store.models import Subscription
 from fhir_bridge.sync import repository
 
 log = logging.getLogger(__name__)
@@ -341,10 +341,21 @@ def unstored_gap(
     return (missing[0], missing[-1]) if missing else None
 
 
+class StoredNotification(Protocol):
+    """What applying a notification needs of its inbox row."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def body(self) -> dict[str, Any] | None: ...
+    @property
+    def received_at(self) -> datetime: ...
+
+
 def process_notification(
     session: Session,
     deps: SyncDeps,
-    row: InboxNotification,
+    row: StoredNotification,
     subscription: Subscription,
     reads: EhrReads,
 ) -> list[str]:
