@@ -81,9 +81,10 @@ def replan_patient(
     worker moved to ``sending`` since it was read here is left alone, never put back.
     """
     lifecycle = MessageLifecycle(session)
-    snapshot = live_snapshot(session, patient_ref, patient, source=source, now=now)
+    rows = repository.messages_for_patient(session, patient_ref)
+    snapshot = live_snapshot(session, patient_ref, patient, source=source, now=now, messages=rows)
     plan = planner(snapshot, config, now)
-    existing = {m.key: m for m in repository.messages_for_patient(session, patient_ref)}
+    existing = {m.key: m for m in rows}
     wanted = {m.key: m for m in plan.messages}
     decided = {w.key: w for w in plan.withheld if not is_lifecycle_reason(w.reason)}
     for key, message in wanted.items():

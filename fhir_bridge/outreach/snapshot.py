@@ -29,6 +29,7 @@ from fhir_bridge.fhir.errors import EhrError, EhrNotFound
 from fhir_bridge.fhir.resources import Version
 from fhir_bridge.outreach import repository
 from fhir_bridge.store.db import transaction
+from fhir_bridge.store.models import PlannedMessage
 from fhir_bridge.sync import repository as state_repository
 from rules.model import PatientSnapshot, SentRecord
 from rules.snapshot import Lookup, build_snapshot, referenced_closure
@@ -156,12 +157,19 @@ def live_snapshot(
     *,
     source: ReferenceSource | None,
     now: datetime,
+    messages: Sequence[PlannedMessage] | None = None,
 ) -> PatientSnapshot:
-    """Everything the rules may look at for one patient, from our store (and the EHR)."""
+    """Everything the rules may look at for one patient, from our store (and the EHR).
+
+    ``messages``: the patient's message rows when the caller has just read them (re-planning
+    needs them too), so they are not read twice.
+    """
     resources = [row.body for row in state_repository.resources_for_patient(session, patient_ref)]
+    if messages is None:
+        messages = repository.messages_for_patient(session, patient_ref)
     history = [
         SentRecord(key=m.key, rule=m.rule, purpose=m.purpose, send_at=m.sent_at or m.send_at)
-        for m in repository.messages_for_patient(session, patient_ref)
+        for m in messages
         if m.status in repository.HISTORY_STATUSES
     ]
     return build_snapshot(
