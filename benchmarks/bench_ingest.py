@@ -12,7 +12,10 @@ fhir-bridge means: the inbox row is committed (the worker is woken after the ans
     .venv/bin/python benchmarks/bench_ingest.py --database postgresql --count 3000 --runs 3
 
 Each run also prints the server process's CPU milliseconds per request, which depends far
-less on what else the machine is doing than the rates do.
+less on what else the machine is doing than the rates do, in all and on the event loop's
+thread alone (the rest is fhir-bridge's database and wake-up threads: one Python process,
+one GIL, so the sum is what bounds the rate). On SQLite it ends with the disk's commit
+time (WAL, ``synchronous=FULL``, one fsync each), the floor under every group commit.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -171,25 +175,62 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def loop_cpu_seconds(pid: int) -> float:
+    """CPU time of the process's main thread, which runs uvicorn's event loop."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measured(
     pid: int, url: str, headers: dict[str, str], count: int, connections: int, first: int
 ) -> Any:
-    """``load`` plus the server's CPU milliseconds per request (less load-sensitive)."""
-    before = cpu_seconds(pid)
+    """``load`` plus the server's CPU milliseconds per request (less load-sensitive), in all
+    and on the event loop's thread alone (the rest: fhir-bridge's database and wake-up
+    threads)."""
+    before, loop_before = cpu_seconds(pid), loop_cpu_seconds(pid)
     rate, latencies = load(url, "/notifications/bench", headers, count, connections, first)
-    return rate, latencies, (cpu_seconds(pid) - before) * 1000 / count
+    cpu_ms = (cpu_seconds(pid) - before) * 1000 / count
+    return rate, latencies, cpu_ms, (loop_cpu_seconds(pid) - loop_before) * 1000 / count
 
 
-def report(name: str, rate: float, latencies: list[float], cpu_ms: float) -> None:
+def report(name: str, rate: float, latencies: list[float], cpu_ms: float, loop_ms: float) -> None:
     p50 = statistics.median(latencies) * 1000
     p95 = latencies[int(len(latencies) * 0.95)] * 1000
     print(
         f"{name:<22} {rate:>8,.0f} req/s   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms"
-        f"   server CPU {cpu_ms:5.2f} ms/req"
+        f"   server CPU {cpu_ms:5.2f} ms/req (event loop {loop_ms:4.2f})"
     )
 
 
-def run(database_url: str, workdir: Path, count: int, connections: int, runs: int) -> None:
+def sqlite_commit_ms(directory: Path, commits: int = 200) -> float:
+    """Median time of one small committed insert in a WAL file with ``synchronous=FULL``
+    (SQLite's default, and what the API runs with): each is an fsync, the floor under a
+    group commit on this disk."""
+    connection = sqlite3.connect(directory / "fsync-probe.db")
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("CREATE TABLE probe (id INTEGER PRIMARY KEY, body TEXT)")
+        connection.commit()
+        times = []
+        for _ in range(commits):
+            started = time.perf_counter()
+            connection.execute("INSERT INTO probe (body) VALUES (?)", ("x" * 500,))
+            connection.commit()
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000
+    finally:
+        connection.close()
+
+
+def run(
+    database_url: str,
+    workdir: Path,
+    count: int,
+    connections: int,
+    runs: int,
+    log_level: str = "WARNING",
+) -> None:
     factory = make_session_factory(make_engine(database_url))
     with transaction(factory) as session:
         session.add(
@@ -211,7 +252,7 @@ def run(database_url: str, workdir: Path, count: int, connections: int, runs: in
             "FHIR_BRIDGE_BROKER_URL": "redis://127.0.0.1:6379/3",
             "FHIR_BRIDGE_QUEUE_NAME": queue,
             "FHIR_BRIDGE_NOTIFICATION_SECRET": SECRET,
-            "FHIR_BRIDGE_LOG_LEVEL": "WARNING",
+            "FHIR_BRIDGE_LOG_LEVEL": log_level,
         },
         workdir,
     )
@@ -227,17 +268,17 @@ def run(database_url: str, workdir: Path, count: int, connections: int, runs: in
         load(bare_url, "/notifications/bench", headers, min(count, 500), connections)  # warm-up
         for run_number in range(1, runs + 1):
             first = (run_number - 1) * count + 1  # new notifications each run, no duplicates
-            bare_rate, bare_latencies, bare_cpu = measured(
+            bare_rate, bare_latencies, bare_cpu, bare_loop = measured(
                 bare.pid, bare_url, headers, count, connections, first
             )
-            ours_rate, ours_latencies, ours_cpu = measured(
+            ours_rate, ours_latencies, ours_cpu, ours_loop = measured(
                 bridge.api.pid, bridge.base_url, headers, count, connections, first
             )
             ratios.append(ours_rate / bare_rate)
             load_average = ", ".join(f"{v:.1f}" for v in os.getloadavg())
             print(f"run {run_number} (load average {load_average})")
-            report("  bare FastAPI", bare_rate, bare_latencies, bare_cpu)
-            report("  fhir-bridge (durable)", ours_rate, ours_latencies, ours_cpu)
+            report("  bare FastAPI", bare_rate, bare_latencies, bare_cpu, bare_loop)
+            report("  fhir-bridge (durable)", ours_rate, ours_latencies, ours_cpu, ours_loop)
             print(f"  ratio {ratios[-1]:.2f}")
     finally:
         bare.kill()
@@ -248,6 +289,13 @@ def run(database_url: str, workdir: Path, count: int, connections: int, runs: in
         stored = session.query(InboxNotification).count()
     assert stored == count * runs, (stored, count * runs)
     print(f"database:              {database_url.split(':')[0]}")
+    if database_url.startswith("sqlite"):
+        commit_ms = sqlite_commit_ms(workdir)
+        ceiling = connections / commit_ms * 1000  # commits are serial, each takes all waiting
+        print(
+            f"SQLite commit (fsync):  p50 {commit_ms:.2f} ms on this disk, so at most"
+            f" {ceiling:,.0f}/s with {connections} connections"
+        )
     print(f"notifications:         {count} per run over {connections} keep-alive connections")
     print(
         f"ratio fhir-bridge / bare: median {statistics.median(ratios):.2f} of {runs} runs"
@@ -261,16 +309,22 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=4000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--runs", type=int, default=1, help="bare/fhir-bridge pairs in a row")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="fhir-bridge's FHIR_BRIDGE_LOG_LEVEL (INFO, the service's default, adds its"
+        " 'notification accepted' lines; the bare app logs nothing)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if args.database == "sqlite":
             with sqlite_database(workdir) as url:
-                run(url, workdir, args.count, args.connections, args.runs)
+                run(url, workdir, args.count, args.connections, args.runs, args.log_level)
         else:
             try:
                 with postgres_database() as url:
-                    run(url, workdir, args.count, args.connections, args.runs)
+                    run(url, workdir, args.count, args.connections, args.runs, args.log_level)
             finally:
                 drop_template()
 

@@ -52,6 +52,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(outcomes_routes.router)
     app.include_router(campaign_routes.router)
+    app.add_middleware(notifications.NotificationFastPath)  # the hot path, past routing
     _document_security_schemes(app)
 
     @app.exception_handler(DBAPIError)

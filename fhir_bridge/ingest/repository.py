@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+import orjson
+from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from fhir_bridge.store import worklist
@@ -17,17 +19,40 @@ _INBOX = InboxNotification.__table__
 _SUBSCRIPTION = Subscription.__table__
 
 
-_REMOTE_IDS = select(
-    _SUBSCRIPTION.c.id, _SUBSCRIPTION.c.remote_id, _SUBSCRIPTION.c.remote_epoch
-).where(_SUBSCRIPTION.c.id.in_(bindparam("ids", expanding=True)))
+# The API's hot path (two statements per group commit) runs as driver-level SQL through
+# ``Connection.exec_driver_sql``: no statement compilation, cache lookup or per-parameter
+# processing in Python for each batch, yet the statement still goes through SQLAlchemy's
+# events (statement counts) and error handling (a lost connection is invalidated, a driver
+# error arrives as ``sqlalchemy.exc.DBAPIError``). Values are converted with the columns'
+# own bind processors, as the ORM converts them, except the body: orjson writes the same
+# JSON value as ``json.dumps`` (compact, UTF-8) for a tenth of the CPU, a tenth of a
+# request's when it went through the standard library.
+_INSERT_COLUMNS = (
+    "subscription_id",
+    "dedupe_key",
+    "kind",
+    "body",
+    "received_at",
+    "enqueued_at",
+    "event_first",
+    "event_last",
+    "status",
+    "attempts",
+)
+_OPTIONAL = {"event_first": None, "event_last": None}
+_NEW_ROW = {"status": "pending", "attempts": 0}
 
 
 def remote_ids(
     connection: Connection, subscription_ids: Collection[str]
 ) -> dict[str, tuple[str | None, int]]:
     """``{id: (remote_id, remote_epoch)}`` for those of ``subscription_ids`` we have."""
-    rows = connection.execute(_REMOTE_IDS, {"ids": sorted(subscription_ids)})
-    return {row.id: (row.remote_id, row.remote_epoch or 0) for row in rows}
+    ids = sorted(subscription_ids)
+    if not ids:
+        return {}
+    sql = _remote_ids_sql(_placeholder(connection.dialect), len(ids))
+    rows = connection.exec_driver_sql(sql, tuple(ids))
+    return {row[0]: (row[1], row[2] or 0) for row in rows}
 
 
 def insert_new(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -41,25 +66,59 @@ def insert_new(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dic
     """
     if not rows:
         return {}
-    statement = _INSERT_NEW[connection.dialect.name == "postgresql"]
-    # Executed with a list of rows: SQLAlchemy's "insertmanyvalues" renders one multi-row
-    # INSERT per batch from a statement compiled once (no compile per batch size).
-    result = connection.execute(
-        statement,
-        [
-            {"event_first": None, "event_last": None, **row, "status": "pending", "attempts": 0}
-            for row in rows
-        ],
+    dialect = connection.dialect
+    converters = _converters(dialect)
+    parameters: list[Any] = []
+    for row in rows:
+        values = {**_OPTIONAL, **row, **_NEW_ROW}
+        for column, convert in converters:
+            value = values[column]
+            parameters.append(value if convert is None else convert(value))
+    sql = _insert_sql(_placeholder(dialect), len(rows))
+    result = connection.exec_driver_sql(sql, tuple(parameters))
+    return {dedupe_key: inbox_id for inbox_id, dedupe_key in result}
+
+
+def _placeholder(dialect: Dialect) -> str:
+    return "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+
+
+@lru_cache(maxsize=64)
+def _converters(dialect: Dialect) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """Each inserted column with its bind processor on ``dialect`` (``None``: as is)."""
+    return tuple(
+        (
+            name,
+            _json_text
+            if name == "body"
+            else _INBOX.c[name].type.dialect_impl(dialect).bind_processor(dialect),
+        )
+        for name in _INSERT_COLUMNS
     )
-    return {row.dedupe_key: row.id for row in result}
 
 
-_INSERT_NEW = {
-    is_postgresql: dialect.insert(_INBOX)
-    .on_conflict_do_nothing(index_elements=[_INBOX.c.dedupe_key])
-    .returning(_INBOX.c.id, _INBOX.c.dedupe_key)
-    for is_postgresql, dialect in ((True, postgresql), (False, sqlite))
-}
+def _json_text(value: Any) -> str:
+    """A JSON column's text (``None`` is JSON ``null``, as SQLAlchemy stores it)."""
+    return orjson.dumps(value).decode()
+
+
+# Only constants and placeholders are joined into these statements.
+_INSERT_HEAD = "".join(
+    ("INSERT INTO inbox_notification (", ", ".join(_INSERT_COLUMNS), ") VALUES ")
+)
+_INSERT_TAIL = " ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key"
+_REMOTE_IDS_HEAD = "SELECT id, remote_id, remote_epoch FROM subscription WHERE id IN "
+
+
+@lru_cache(maxsize=512)
+def _insert_sql(placeholder: str, rows: int) -> str:
+    group = "(" + ", ".join([placeholder] * len(_INSERT_COLUMNS)) + ")"
+    return "".join((_INSERT_HEAD, ", ".join([group] * rows), _INSERT_TAIL))
+
+
+@lru_cache(maxsize=64)
+def _remote_ids_sql(placeholder: str, ids: int) -> str:
+    return "".join((_REMOTE_IDS_HEAD, "(", ", ".join([placeholder] * ids), ")"))
 
 
 def insert_if_new(

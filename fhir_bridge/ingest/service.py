@@ -165,6 +165,36 @@ def log_accepted(note: Notification, accepted: Accepted) -> None:
     )
 
 
+def log_accepted_batch(
+    notes: Sequence[Notification], outcomes: Sequence[Outcome | BaseException]
+) -> None:
+    """One INFO line per group commit, not one per request: a line costs the API about
+    50 µs of CPU (formatting, masking, the write) and the inbox row is the record. A batch
+    of one reads as :func:`log_accepted`'s line; a larger one gives its size, and the
+    subscription and kind when they are shared."""
+    accepted = [
+        (note, outcome)
+        for note, outcome in zip(notes, outcomes, strict=True)
+        if isinstance(outcome, Accepted)
+    ]
+    if not accepted or not log.isEnabledFor(logging.INFO):
+        return
+    if len(accepted) == 1:
+        log_accepted(*accepted[0])
+        return
+    extra: dict[str, object] = {
+        "count": len(accepted),
+        "duplicate": sum(outcome.duplicate for _, outcome in accepted),
+    }
+    for key, values in (
+        ("subscription", {note.subscription_id for note, _ in accepted}),
+        ("kind", {outcome.kind for _, outcome in accepted}),
+    ):
+        if len(values) == 1:
+            extra[key] = values.pop()
+    log.info("notification accepted", extra=extra)
+
+
 def accept_notification(
     factory: sessionmaker[Session],
     *,
