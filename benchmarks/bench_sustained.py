@@ -12,7 +12,10 @@ reminder planned (the inbox row ``done``, the ``planned_message`` row written).
 Printed per rate: events finished per second over the run (first booking → last event
 finished), how many were still unfinished when the drain time ended, the p50/p99 of
 notification stored → applied (a backlog shows here first), the machine's busy cores and
-the stack's CPU per event. A rate is sustained when every event finished and the p99
+the stack's CPU per event (API, development EHR, workers; PostgreSQL and Redis not
+counted), and the worker processes' own CPU per event with the rate it would allow one
+worker process that had a core to itself (the EHR and the database elsewhere, as in a
+deployment). A rate is sustained when every event finished and the p99
 stayed under ``SUSTAINED_P99_SECONDS``.
 
     .venv/bin/python benchmarks/bench_sustained.py [--rates 25,50,100] [--seconds 20]
@@ -60,6 +63,7 @@ class Outcome:
     p99: float
     cores_busy: float
     stack_cpu_ms: float
+    worker_cpu_ms: float
 
     @property
     def throughput(self) -> float:
@@ -68,6 +72,23 @@ class Outcome:
     @property
     def sustained(self) -> bool:
         return self.finished == self.booked and self.p99 <= SUSTAINED_P99_SECONDS
+
+
+def worker_cpu_seconds() -> float:
+    """User + system CPU seconds of every ``fhir_bridge worker`` process (parent and pool)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if b"fhir_bridge worker" in command:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def _book(stack: Stack, rate: float, seconds: float, tag: str) -> tuple[int, float]:
@@ -127,9 +148,10 @@ def run(rate: float, seconds: float, drain: float, ehr_latency: float) -> Outcom
         stack.ehr.set_chaos(latency=ehr_latency)
         stack.bridge.start_worker(concurrency=1, beat=True)
         _warm_up(stack)
-        machine_before, stack_before, wall_before = (
+        machine_before, stack_before, worker_before, wall_before = (
             machine_busy_seconds(),
             stack_cpu_seconds(),
+            worker_cpu_seconds(),
             time.monotonic(),
         )
         booked, begun = _book(stack, rate, seconds, f"{int(rate)}")
@@ -141,6 +163,7 @@ def run(rate: float, seconds: float, drain: float, ehr_latency: float) -> Outcom
         wall = time.monotonic() - wall_before
         machine = machine_busy_seconds() - machine_before
         stack_cpu = stack_cpu_seconds() - stack_before
+        worker_cpu = worker_cpu_seconds() - worker_before
     return Outcome(
         rate=rate,
         booked=booked,
@@ -151,6 +174,7 @@ def run(rate: float, seconds: float, drain: float, ehr_latency: float) -> Outcom
         p99=_percentile(waits, 0.99) if waits else 0.0,
         cores_busy=machine / wall,
         stack_cpu_ms=stack_cpu * 1000 / max(booked, 1),
+        worker_cpu_ms=worker_cpu * 1000 / max(finished, 1),
     )
 
 
@@ -171,7 +195,9 @@ def main() -> None:
             f" ({out.planned} reminders planned) at {out.throughput:.1f} events/s;"
             f" stored → applied p50 {out.p50:.2f} s, p99 {out.p99:.2f} s — {verdict};"
             f" machine busy {out.cores_busy:.2f} of {cores} cores,"
-            f" stack CPU {out.stack_cpu_ms:.0f} ms/event",
+            f" stack CPU {out.stack_cpu_ms:.0f} ms/event (worker {out.worker_cpu_ms:.1f} ms"
+            f" → at most {1000 / out.worker_cpu_ms if out.worker_cpu_ms else 0:.0f} events/s"
+            " for a worker process with a core to itself)",
             flush=True,
         )
         if out.sustained:
