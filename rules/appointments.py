@@ -25,19 +25,29 @@ when a frequency cap forces a choice the nearest appointment's reminder wins.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from itertools import groupby
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from rules.config import AppointmentMatch, CodeMatch
 from rules.context import PlanningContext, RuleOutcome
 from rules.fhir_json import codes_of, parse_instant, ref_of, reference_of, same_reference
 from rules.formatting import format_date, format_time, join_words
+from rules.memo import ContentMemo
 from rules.model import PURPOSE_APPOINTMENT_REMINDER, PlannedMessage, WithheldMessage
 from rules.templates import generic_variant
-from rules.timing import Offset, before, into_window, local_iso, parse_offset
+from rules.timing import (
+    Offset,
+    QuietHours,
+    before,
+    into_window,
+    iso_text,
+    local_day,
+    local_iso,
+    parse_offset,
+)
 
 RULE = "appointment-reminder"
 STOP_STATUSES = frozenset(
@@ -46,8 +56,7 @@ STOP_STATUSES = frozenset(
 LATE_GRACE = timedelta(minutes=30)
 
 
-@dataclass(frozen=True)
-class _Booked:
+class _Booked(NamedTuple):
     """An appointment that should be reminded about, with its computed facts."""
 
     resource: Mapping[str, Any]
@@ -56,6 +65,7 @@ class _Booked:
     location_ref: str | None
     zone: ZoneInfo
     zone_source: str
+    zone_notes: tuple[str, ...]
     local_day: date
 
 
@@ -127,56 +137,72 @@ def _eligible(ctx: PlanningContext, appointment: Mapping[str, Any]) -> _Booked |
         return _withheld(ref, patient, "patient-declined", "patient declined")
     location_ref = _location_of(appointment)
     recipient = ctx.recipient_decision(location_ref, appointment.get("start"))
-    zone, source = recipient.zone, recipient.source
+    zone = recipient.zone
     return _Booked(
-        resource=appointment,
-        ref=ref,
-        start=start,
-        location_ref=location_ref,
-        zone=zone,
-        zone_source=source,
-        local_day=start.astimezone(zone).date(),
+        appointment,
+        ref,
+        start,
+        location_ref,
+        zone,
+        recipient.source,
+        recipient.notes,
+        local_day(start, zone),
     )
 
 
 def _code_matches(concepts: Any, wanted: list[CodeMatch]) -> bool:
-    found = set().union(*(codes_of(c) for c in concepts)) if concepts else set()
-    return any(
-        (want.system, want.code) in found
-        or (want.system is None and want.code in {c for _, c in found})
-        for want in wanted
-    )
+    if isinstance(concepts, list) and len(concepts) == 1:
+        found = codes_of(concepts[0])
+    else:
+        found = set().union(*(codes_of(c) for c in concepts)) if concepts else set()
+    bare: set[str] | None = None
+    for want in wanted:
+        if (want.system, want.code) in found:
+            return True
+        if want.system is None:
+            bare = {c for _, c in found} if bare is None else bare
+            if want.code in bare:
+                return True
+    return False
 
 
 def _matches(booked: _Booked, match: AppointmentMatch) -> bool:
     resource = booked.resource
     appointment_type = resource.get("appointmentType")
-    checks = [
-        not match.appointment_type
-        or _code_matches([appointment_type] if appointment_type else [], match.appointment_type),
-        not match.service_type
-        or _code_matches(resource.get("serviceType") or [], match.service_type),
-        not match.location
-        or any(same_reference(booked.location_ref, loc) for loc in match.location),
-    ]
-    return all(checks)
+    type_matches = not match.appointment_type or _code_matches(
+        [appointment_type] if appointment_type else [], match.appointment_type
+    )
+    service_matches = not match.service_type or _code_matches(
+        resource.get("serviceType") or [], match.service_type
+    )
+    location_matches = not match.location or any(
+        same_reference(booked.location_ref, loc) for loc in match.location
+    )
+    return type_matches and service_matches and location_matches
 
 
-def _cadence(ctx: PlanningContext, booked: _Booked) -> tuple[list[Offset], bool, str]:
+@lru_cache(maxsize=256)
+def _parsed(offsets: tuple[str, ...]) -> tuple[Offset, ...]:
+    """A cadence's offsets, parsed once per distinct cadence of the rules file."""
+    return tuple(parse_offset(o) for o in offsets)
+
+
+def _cadence(
+    ctx: PlanningContext, booked: _Booked
+) -> tuple[tuple[Offset, ...], tuple[str, ...], bool, str]:
+    """The offsets (parsed, and as written), catch-up, and which setting chose them."""
     rules = ctx.config.appointment_reminders
     for index, override in enumerate(rules.overrides):
         if _matches(booked, override.match):
             catch_up = rules.catch_up if override.catch_up is None else override.catch_up
-            return [parse_offset(o) for o in override.offsets], catch_up, f"overrides[{index}]"
+            texts = tuple(override.offsets)
+            return _parsed(texts), texts, catch_up, f"overrides[{index}]"
     location = ctx.override(booked.location_ref)
     if location and location.appointment_offsets is not None:
-        offsets = location.appointment_offsets
-        return (
-            [parse_offset(o) for o in offsets],
-            rules.catch_up,
-            f"locations[{booked.location_ref}]",
-        )
-    return [parse_offset(o) for o in rules.offsets], rules.catch_up, "default"
+        texts = tuple(location.appointment_offsets)
+        return _parsed(texts), texts, rules.catch_up, f"locations[{booked.location_ref}]"
+    texts = tuple(rules.offsets)
+    return _parsed(texts), texts, rules.catch_up, "default"
 
 
 def plan_appointments(ctx: PlanningContext) -> RuleOutcome:
@@ -192,50 +218,114 @@ def plan_appointments(ctx: PlanningContext) -> RuleOutcome:
         elif result.start > ctx.now:
             booked.append(result)
     booked.sort(key=lambda b: (b.local_day, b.start, b.ref))
-    if ctx.config.appointment_reminders.combine_same_day:
+    if len(booked) == 1:
+        groups = [booked]
+    elif ctx.config.appointment_reminders.combine_same_day:
         groups = [list(group) for _day, group in groupby(booked, key=lambda b: b.local_day)]
     else:
         groups = [[b] for b in booked]
     for group in groups:
-        outcome.extend(_plan_group(ctx, group))
+        _plan_group(ctx, group, outcome)
     return outcome
 
 
-def _local_start(ctx: PlanningContext, booked: _Booked) -> datetime:
-    """The start on the wall clock of the place of care."""
+@lru_cache(maxsize=4096)
+def _shown(start: datetime, zone: ZoneInfo, language: str) -> tuple[str, str]:
+    """The local date and time of a start as a message prints them (a busy day has a few
+    hundred distinct starts, so each is formatted once)."""
+    local = start.astimezone(zone)
+    return format_date(local.date(), language), format_time(local.time(), language)
+
+
+def _local_start_shown(ctx: PlanningContext, booked: _Booked) -> tuple[str, str]:
+    """The start on the wall clock of the place of care: its date and time as printed."""
     zone, _ = ctx.venue_zone(booked.location_ref, booked.resource.get("start"))
-    return booked.start.astimezone(zone)
+    return _shown(booked.start, zone, ctx.language)
 
 
 def _group_variables(ctx: PlanningContext, group: list[_Booked], sensitive: bool) -> dict[str, str]:
     """Date, every time, and a place only when the whole day is at one place."""
     language = ctx.language
-    times = [format_time(_local_start(ctx, b).time(), language) for b in group]
+    if len(group) == 1:  # the usual day: one appointment, its place named if it may be
+        only = group[0]
+        date_text, time_text = _local_start_shown(ctx, only)
+        return {
+            **ctx.base_variables(only.location_ref),
+            "date": date_text,
+            "time": time_text,
+            "location_name": ctx.location_name(only.location_ref, sensitive),
+        }
+    shown = [_local_start_shown(ctx, b) for b in group]
+    times = [time_text for _date, time_text in shown]
     names = {ctx.location_name(b.location_ref, sensitive) for b in group}
-    clinics = [ctx.base_variables(ref) for ref in dict.fromkeys(b.location_ref for b in group)]
+    refs = dict.fromkeys(b.location_ref for b in group)
+    clinics = [ctx.base_variables(ref) for ref in refs]
     clinic = clinics[0] if all(c == clinics[0] for c in clinics) else ctx.base_variables(None)
-    return clinic | {
-        "date": format_date(_local_start(ctx, group[0]).date(), language),
+    return {
+        **clinic,
+        "date": shown[0][0],
         "time": join_words(times, language),
         "location_name": names.pop() if len(names) == 1 else "",
     }
 
 
-def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
-    outcome = RuleOutcome()
+_Slot = tuple[datetime, str | None, str, str]
+_SLOTS: ContentMemo[tuple[_Slot, ...]] = ContentMemo()
+
+
+def _reminder_slots(
+    start: datetime,
+    offsets: tuple[Offset, ...],
+    cadence: tuple[str, ...],
+    zone: ZoneInfo,
+    window: QuietHours,
+) -> tuple[_Slot, ...]:
+    """For each offset (``cadence``, as written) before ``start``: when the reminder goes
+    out in ``zone`` (quiet hours applied, never at or after the start), what was done,
+    and the local due and send times for the trace. The same for every appointment at
+    that instant in that zone, so a busy day works each out once (keyed by plain
+    values, which hash cheaply)."""
+    key = (start, zone, window.start, window.end, cadence)
+    found = _SLOTS.get(key)
+    if found is None:
+        slots = []
+        for offset in offsets:
+            due = before(start, offset, zone)
+            send_at, adjustment = into_window(due, zone, window, deadline=start)
+            slots.append((send_at, adjustment, local_iso(due, zone), local_iso(send_at, zone)))
+        found = _SLOTS.put(key, tuple(slots))
+    return found
+
+
+def _plan_group(ctx: PlanningContext, group: list[_Booked], outcome: RuleOutcome) -> None:
+    """Add the reminders of one group (a day's appointments, or one) to ``outcome``."""
     rules = ctx.config.appointment_reminders
     anchor = group[0]
     combined = len(group) > 1
-    about = tuple(b.ref for b in group)
+    # One pass over the group for what the message is about, reads and traces.
+    refs: list[str] = []
+    appointments: list[Mapping[str, Any]] = []
+    venues: list[Mapping[str, Any]] = []
+    traced: list[dict[str, Any]] = []
+    locations: dict[str | None, None] = {}
+    for b in group:
+        refs.append(b.ref)
+        appointments.append(b.resource)
+        venue = ctx.location(b.location_ref)
+        if venue is not None:
+            venues.append(venue)
+        traced.append(
+            {"ref": b.ref, "status": b.resource.get("status"), "start": iso_text(b.start)}
+        )
+        locations.setdefault(b.location_ref)
+    about = tuple(refs)
     prefix = (
         f"{PURPOSE_APPOINTMENT_REMINDER}|{ctx.patient_ref}|{anchor.local_day.isoformat()}"
         if combined
         else f"{PURPOSE_APPOINTMENT_REMINDER}|{anchor.ref}"
     )
-    offsets, catch_up, cadence_source = _cadence(ctx, anchor)
-    venues = [ctx.location(b.location_ref) for b in group]
-    looked_at = [b.resource for b in group] + [venue for venue in venues if venue is not None]
-    sensitive, sensitivity_reasons = ctx.sensitivity(looked_at)
+    offsets, cadence, catch_up, cadence_source = _cadence(ctx, anchor)
+    sensitive, sensitivity_reasons = ctx.sensitivity(appointments + venues)
     template = rules.combined_template if combined else rules.template
     template = generic_variant(template) if sensitive else template
     variables = _group_variables(ctx, group, sensitive)
@@ -243,44 +333,44 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
     base_trace = {
         "rule": RULE,
         "inputs": {
-            "appointments": [
-                {"ref": b.ref, "status": b.resource.get("status"), "start": b.start.isoformat()}
-                for b in group
-            ],
+            "appointments": traced,
             "location": anchor.location_ref,
-            "locations": list(dict.fromkeys(b.location_ref for b in group)),
+            "locations": list(locations),
             "language": ctx.language,
             "language_source": ctx.language_source,
         },
         "zone": anchor.zone.key,
         "zone_source": anchor.zone_source,
-        "zone_notes": list(
-            ctx.recipient_decision(anchor.location_ref, anchor.resource.get("start")).notes
-        ),
+        "zone_notes": list(anchor.zone_notes),
         "venue_zone": ctx.place_zone(anchor.location_ref, anchor.resource.get("start")).zone.key,
         "language_note": ctx.language_note,
-        "cadence": [o.text for o in offsets],
+        "cadence": list(cadence),
         "cadence_source": cadence_source,
         "combined": combined,
         "sensitive": sensitive,
         "sensitivity_reasons": list(sensitivity_reasons),
     }
-    already_sent = {o.text for o in offsets if _sent(ctx, prefix, about, o.text)}
-    catch_up_sent = _sent(ctx, prefix, about, "catch-up")
+    if ctx.sent_keys:
+        already_sent = {o.text for o in offsets if _sent(ctx, prefix, about, o.text)}
+        catch_up_sent = _sent(ctx, prefix, about, "catch-up")
+    else:
+        already_sent, catch_up_sent = set(), False
     upcoming: list[PlannedMessage] = []
     missed: list[str] = []
-    for offset in offsets:
+    too_late = ctx.now - LATE_GRACE
+    patient_ref = ctx.patient_ref
+    slots = _reminder_slots(anchor.start, offsets, cadence, anchor.zone, window)
+    for offset, (send_at, adjustment, due_local, send_at_local) in zip(offsets, slots, strict=True):
         if offset.text in already_sent:
             continue
-        due = before(anchor.start, offset, anchor.zone)
-        send_at, adjustment = into_window(due, anchor.zone, window, deadline=anchor.start)
-        if send_at < ctx.now - LATE_GRACE or send_at >= anchor.start:
+        if send_at < too_late or send_at >= anchor.start:
             missed.append(offset.text)
             continue
-        trace = base_trace | {
+        trace = {
+            **base_trace,
             "offset": offset.text,
-            "due_local": local_iso(due, anchor.zone),
-            "send_at_local": local_iso(send_at, anchor.zone),
+            "due_local": due_local,
+            "send_at_local": send_at_local,
             "quiet_hours": adjustment,
         }
         upcoming.append(
@@ -288,7 +378,7 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
                 key=f"{prefix}|{offset.text}",
                 rule=RULE,
                 purpose=PURPOSE_APPOINTMENT_REMINDER,
-                patient_ref=ctx.patient_ref,
+                patient_ref=patient_ref,
                 about=about,
                 send_at=send_at,
                 template=template,
@@ -312,7 +402,7 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
             )
         )
     if not missed or not catch_up or already_sent or catch_up_sent:
-        return outcome
+        return
     catch = _catch_up(ctx, anchor, upcoming, window)
     trace = base_trace | {"offset": "catch-up", "missed_offsets": missed} | catch[1]
     if isinstance(catch[0], str):
@@ -326,7 +416,7 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
                 trace,
             )
         )
-        return outcome
+        return
     outcome.planned.append(
         PlannedMessage(
             key=f"{prefix}|catch-up",
@@ -343,7 +433,6 @@ def _plan_group(ctx: PlanningContext, group: list[_Booked]) -> RuleOutcome:
             about_at=anchor.start,
         )
     )
-    return outcome
 
 
 def _sent(ctx: PlanningContext, prefix: str, about: tuple[str, ...], suffix: str) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,8 +43,11 @@ from rules.model import (
     SentRecord,
     WithheldMessage,
 )
+from rules.timing import iso_text, local_day
 
 REASON_CAP_REACHED = "cap-reached"
+_BY_SEND_TIME = attrgetter("send_at", "key")
+_BY_KEY = attrgetter("key")
 _WEEK = 7
 _TIE_BREAK = {
     PURPOSE_DISCHARGE_CHECKIN: 0,
@@ -73,9 +77,19 @@ def rank(message: PlannedMessage) -> tuple[datetime, int, datetime, str]:
 def _busiest_week(days: Sequence[date], day: date) -> int:
     """The most messages in any seven-local-day window that contains ``day``."""
     # Only days less than a week away can share a window with ``day``; as day offsets.
-    near = [offset for offset in ((d - day).days for d in days) if -_WEEK < offset < _WEEK]
+    return _busiest_window([o for o in ((d - day).days for d in days) if -_WEEK < o < _WEEK])
+
+
+def _busiest_window(near: Sequence[int]) -> int:
+    """The most of ``near`` (day offsets from a day, each less than a week away) in any
+    seven-day window that contains that day."""
+    if len(near) < 2:
+        return len(near)  # a day less than a week away shares some window with the day
+    if len(near) == 2:  # the usual case, directly: is there a window start fitting both?
+        first, second = near
+        return 2 if max(first, second, 0) - _WEEK + 1 <= min(first, second, 0) else 1
     busiest = 0
-    for end in range(_WEEK) if near else ():
+    for end in range(_WEEK):
         count = 0
         for offset in near:
             if end - _WEEK < offset <= end:
@@ -95,10 +109,23 @@ def cap_check(
     that day (who took the slot).
     """
     items = list(counted)
-    day = at.astimezone(zone).date()
-    local = [(item, item.at.astimezone(zone).date()) for item in items]
-    same_day = [item.key for item, d in local if d == day]
-    week_count = _busiest_week([d for _, d in local], day)
+    days = [item.at.astimezone(zone).date() for item in items]
+    return _cap_decision([item.key for item in items], days, at.astimezone(zone).date(), caps)
+
+
+def _cap_decision(
+    keys: Sequence[str], days: Sequence[date], day: date, caps: CapsConfig
+) -> tuple[str | None, dict[str, Any]]:
+    """:func:`cap_check` on messages already placed on the recipient's local days."""
+    same_day: list[str] = []
+    near: list[int] = []  # as in _busiest_week, in one pass with the same day's keys
+    for key, other in zip(keys, days, strict=True):
+        if other == day:
+            same_day.append(key)
+        offset = (other - day).days
+        if -_WEEK < offset < _WEEK:
+            near.append(offset)
+    week_count = _busiest_window(near)
     applied: dict[str, Any] = {
         "per_day": {"limit": caps.per_day, "before": len(same_day)},
         "per_week": {"limit": caps.per_week, "before": week_count},
@@ -124,23 +151,38 @@ def apply_caps(
     """
     kept: list[PlannedMessage] = []
     withheld: list[WithheldMessage] = []
-    counted = [Counted(record.key, record.send_at) for record in history]
+    # What counts so far (history first, then each admitted message), and its local days
+    # per recipient zone, placed once rather than at every message.
+    keys = [record.key for record in history]
+    moments = [record.send_at for record in history]
+    days_in: dict[ZoneInfo, list[date]] = {}
+    zones: dict[str, ZoneInfo] = {}
     for message in sorted(planned, key=rank):
         zone_name = message.trace.get("zone")
-        zone = ZoneInfo(zone_name) if isinstance(zone_name, str) else default_zone
-        detail, applied = cap_check(counted, message.send_at, zone, caps)
+        if isinstance(zone_name, str):
+            zone = zones.get(zone_name) or zones.setdefault(zone_name, ZoneInfo(zone_name))
+        else:
+            zone = default_zone
+        days = days_in.get(zone)
+        if days is None:
+            days = days_in[zone] = [local_day(moment, zone) for moment in moments]
+        day = local_day(message.send_at, zone)
+        detail, applied = _cap_decision(keys, days, day, caps)
         if message.about_at is not None:
-            applied["priority"] = message.about_at.isoformat()
+            applied["priority"] = iso_text(message.about_at)
         trace = {**message.trace, "caps": applied}
         if detail is not None:
             withheld.append(
                 message.withhold(
-                    REASON_CAP_REACHED, detail, {**trace, "send_at": message.send_at.isoformat()}
+                    REASON_CAP_REACHED, detail, {**trace, "send_at": iso_text(message.send_at)}
                 )
             )
             continue
-        counted.append(Counted(message.key, message.send_at))
+        keys.append(message.key)
+        moments.append(message.send_at)
+        for other, other_days in days_in.items():
+            other_days.append(day if other is zone else local_day(message.send_at, other))
         kept.append(message.with_trace(trace))
-    kept.sort(key=lambda m: (m.send_at, m.key))
-    withheld.sort(key=lambda w: w.key)
+    kept.sort(key=_BY_SEND_TIME)
+    withheld.sort(key=_BY_KEY)
     return kept, withheld

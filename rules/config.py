@@ -88,6 +88,11 @@ class QuietHoursConfig(_Section):
 
     def window(self) -> QuietHours:
         """The window as the timing module uses it."""
+        return self.sending_window
+
+    @cached_property
+    def sending_window(self) -> QuietHours:
+        """:meth:`window`, made once (both are immutable; planning asks per message)."""
         return QuietHours(start=self.start, end=self.end)
 
 

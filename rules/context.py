@@ -7,19 +7,36 @@ language, time zone and history the same way, and so traces agree on them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from rules.config import LocationOverride, RulesConfig
 from rules.fhir_json import first_name
-from rules.language import preferred_language
+from rules.language import remembered_language
 from rules.memo import ContentMemo, content_key
-from rules.model import PatientSnapshot, PlannedMessage, WithheldMessage
-from rules.place_time import ZoneDecision, recipient_zone, start_offset_check, zone_of_place
-from rules.privacy import classify_sensitivity
-from rules.snapshot import referenced_closure, shared_references_of
+from rules.model import (
+    PatientSnapshot,
+    PlannedMessage,
+    WithheldMessage,
+)
+from rules.place_time import (
+    PATIENT_SAYS_NOTHING,
+    PatientZone,
+    ZoneDecision,
+    patient_zone,
+    recipient_at,
+    start_offset_check,
+    zone_of_place,
+)
+from rules.privacy import ResourceFindings, classify_sensitivity, read_resource, shared_findings
+from rules.snapshot import (
+    REFERENCED_TYPES,
+    referenced_closure,
+    references_of,
+    remembered_references_of,
+)
 from rules.timing import QuietHours, into_window, local_iso
 
 
@@ -41,18 +58,24 @@ OFFSET_AGREES = "start-offset-used-as-check"
 
 
 _PLACE_ZONES: ContentMemo[ZoneDecision] = ContentMemo()
+# The same with the check of an appointment's written start offset, which most starts
+# share (only a decision that then consults the Patient is not kept), and where a Patient
+# who says nothing about their zone reads messages (the place of care decides).
+_PLACE_ZONES_AT: ContentMemo[ZoneDecision] = ContentMemo()
+_RECIPIENTS_AT_PLACE: ContentMemo[ZoneDecision] = ContentMemo()
+_KEYS: ContentMemo[bytes] = ContentMemo()
 
 
 def _place_zone(
-    location: Mapping[str, Any] | None, configured: str | None, default: str
+    location: Mapping[str, Any] | None, configured: str | None, default: str, key: bytes | None
 ) -> ZoneDecision:
-    """The zone of a place, remembered by the Location's content and the settings."""
-    key = content_key(location) if location else ""
+    """The zone of a place, remembered by the Location's content (``key``, its
+    :func:`rules.memo.content_key`, ``b""`` without a Location) and the settings."""
     if key is None:
         return zone_of_place(
             location, appointment_start=None, configured=configured, default=default
         )
-    memo_key = f"{configured!r}|{default!r}|{key}"
+    memo_key = (configured, default, key)
     found = _PLACE_ZONES.get(memo_key)
     if found is None:
         found = _PLACE_ZONES.put(
@@ -62,6 +85,35 @@ def _place_zone(
             ),
         )
     return found
+
+
+_Read = tuple[Mapping[str, Any], list[str], ResourceFindings | None]
+"""What planning reads in one resource, worked out once per planning run: the resource
+(held so that its ``id`` cannot be reused while this is cached), its references and its
+own sensitivity findings."""
+
+
+class _WorkedOut:
+    """What one planning run has worked out so far (asked again by several rules)."""
+
+    __slots__ = (
+        "by_type",
+        "content_keys",
+        "overrides",
+        "patient_zone",
+        "places",
+        "reads",
+        "recipients",
+    )
+
+    def __init__(self) -> None:
+        self.recipients: dict[tuple[str, str, tuple[str, ...]], ZoneDecision] = {}
+        self.places: dict[tuple[str | None, Any], ZoneDecision] = {}
+        self.reads: dict[int, _Read] = {}
+        self.content_keys: dict[int, tuple[Mapping[str, Any], bytes | None]] = {}
+        self.patient_zone: PatientZone | None = None
+        self.by_type: dict[str, list[Mapping[str, Any]]] | None = None
+        self.overrides: dict[str | None, LocationOverride | None] = {}
 
 
 @dataclass(frozen=True)
@@ -86,20 +138,14 @@ class PlanningContext:
     language_note: str | None
     first_name: str
     sent_keys: frozenset[str]
-    _recipients: dict[tuple[str, str, tuple[str, ...]], ZoneDecision] = field(
-        default_factory=dict, compare=False, repr=False
-    )
-    _places: dict[tuple[str | None, Any], ZoneDecision] = field(
-        default_factory=dict, compare=False, repr=False
-    )
-    _references: dict[int, list[str]] = field(default_factory=dict, compare=False, repr=False)
+    _worked_out: _WorkedOut = field(default_factory=_WorkedOut, compare=False, repr=False)
 
     @classmethod
     def build(
         cls, snapshot: PatientSnapshot, config: RulesConfig, now: datetime
     ) -> PlanningContext:
         """Derive language and name from the Patient and index the history by key."""
-        decision = preferred_language(
+        decision = remembered_language(
             snapshot.patient, config.languages.supported, config.languages.default
         )
         return cls(
@@ -110,7 +156,11 @@ class PlanningContext:
             language_source=decision.source,
             language_note=decision.note,
             first_name=first_name(snapshot.patient),
-            sent_keys=frozenset(record.key for record in snapshot.history),
+            sent_keys=(
+                frozenset(record.key for record in snapshot.history)
+                if snapshot.history
+                else frozenset()
+            ),
         )
 
     @property
@@ -120,7 +170,14 @@ class PlanningContext:
 
     def resources_of(self, resource_type: str) -> list[Mapping[str, Any]]:
         """The snapshot's current resources of one type."""
-        return [r for r in self.snapshot.resources if r.get("resourceType") == resource_type]
+        by_type = self._worked_out.by_type
+        if by_type is None:
+            by_type = self._worked_out.by_type = {}
+            for resource in self.snapshot.resources:
+                kind = resource.get("resourceType")
+                if isinstance(kind, str):
+                    by_type.setdefault(kind, []).append(resource)
+        return list(by_type.get(resource_type, ()))
 
     def location(self, reference: str | None) -> Mapping[str, Any] | None:
         """The Location resource for a reference, if the pipeline supplied it."""
@@ -128,7 +185,11 @@ class PlanningContext:
 
     def override(self, location_ref: str | None) -> LocationOverride | None:
         """The rules file's settings for a location, if any."""
-        return self.config.location(location_ref)
+        overrides = self._worked_out.overrides
+        if location_ref in overrides:
+            return overrides[location_ref]
+        found = overrides[location_ref] = self.config.location(location_ref)
+        return found
 
     def place_zone(self, location_ref: str | None, appointment_start: Any = None) -> ZoneDecision:
         """The zone of the place of care (see :mod:`rules.place_time` for the precedence).
@@ -136,30 +197,42 @@ class PlanningContext:
         The offset written in ``Appointment.start`` is only checked against it, never used.
         """
         key = (location_ref, appointment_start if isinstance(appointment_start, str) else None)
-        found = self._places.get(key)
+        places = self._worked_out.places
+        found = places.get(key)
         if found is None:
-            found = self._places[key] = self._place_zone(location_ref, key[1])
+            found = places[key] = self._place_zone(location_ref, key[1])
         return found
 
     def _place_zone(self, location_ref: str | None, appointment_start: str | None) -> ZoneDecision:
         override = self.override(location_ref)
         location = self.location(location_ref)
-        decision = _place_zone(
-            location,
-            override.timezone if override else None,
-            self.config.organization.timezone,
-        )
+        configured = override.timezone if override else None
+        default = self.config.organization.timezone
+        key = self._content_key(location) if location else b""
+        memo_key = (configured, default, key, appointment_start)
+        if key is not None and (found := _PLACE_ZONES_AT.get(memo_key)) is not None:
+            return found
+        decision = _place_zone(location, configured, default, key)
         checks = start_offset_check(appointment_start, decision.zone)
-        if decision.source == "default" and any(c.startswith(OFFSET_DISAGREES) for c in checks):
+        consults_patient = decision.source == "default" and any(
+            c.startswith(OFFSET_DISAGREES) for c in checks
+        )
+        if key is not None and not consults_patient:
+            if checks:
+                decision = ZoneDecision(decision.zone, decision.source, (*decision.notes, *checks))
+            return _PLACE_ZONES_AT.put(memo_key, decision)
+        if consults_patient:
             # Nothing about the place says where it is, and the EHR wrote the start in
             # another offset: the patient's own zone, if it agrees with that offset, is a
             # better answer than the organisation's default (the offset is still only a check).
-            home = recipient_zone(self.snapshot.patient, decision, today=self.now.date())
+            home = recipient_at(self._patient(), decision)
             if home.source.startswith("patient") and start_offset_check(
                 appointment_start, home.zone
             ) == [OFFSET_AGREES]:
                 return ZoneDecision(home.zone, f"{home.source}-matching-start", (OFFSET_AGREES,))
-        return replace(decision, notes=(*decision.notes, *checks)) if checks else decision
+        if not checks:
+            return decision
+        return ZoneDecision(decision.zone, decision.source, (*decision.notes, *checks))
 
     def recipient_decision(
         self, location_ref: str | None = None, appointment_start: Any = None
@@ -167,14 +240,33 @@ class PlanningContext:
         """Where the patient reads messages: Patient zone or home address, else the place."""
         place = self.place_zone(location_ref, appointment_start)
         key = (place.zone.key, place.source, place.notes)
-        found = self._recipients.get(key)
+        recipients = self._worked_out.recipients
+        found = recipients.get(key)
         if found is None:
-            found = recipient_zone(self.snapshot.patient, place, today=self.now.date())
-            if found.source != place.source:
-                notes = dict.fromkeys((*place.notes, *found.notes))
-                found = replace(found, notes=tuple(notes))
-            self._recipients[key] = found
+            patient = self._patient()
+            if patient is PATIENT_SAYS_NOTHING:
+                found = _RECIPIENTS_AT_PLACE.get(key)
+                if found is None:
+                    found = _RECIPIENTS_AT_PLACE.put(key, self._recipient_at(patient, place))
+            else:
+                found = self._recipient_at(patient, place)
+            recipients[key] = found
         return found
+
+    @staticmethod
+    def _recipient_at(patient: PatientZone, place: ZoneDecision) -> ZoneDecision:
+        found = recipient_at(patient, place)
+        if found.source != place.source:
+            notes = dict.fromkeys((*place.notes, *found.notes))
+            found = ZoneDecision(found.zone, found.source, tuple(notes))
+        return found
+
+    def _patient(self) -> PatientZone:
+        """What the Patient says about their zone, read once per planning run."""
+        worked_out = self._worked_out
+        if worked_out.patient_zone is None:
+            worked_out.patient_zone = patient_zone(self.snapshot.patient, today=self.now.date())
+        return worked_out.patient_zone
 
     def recipient_zone(self, location_ref: str | None = None) -> tuple[ZoneInfo, str]:
         """The recipient's zone and its source, for quiet hours and caps."""
@@ -254,13 +346,51 @@ class PlanningContext:
         Practitioner, PractitionerRole, Organization, Medication) from the snapshot.
         """
         referenced = referenced_closure(resources, self.snapshot.resolve, self._references_of)
-        result = classify_sensitivity([*resources, *referenced.values()], self.config.privacy)
+        result = classify_sensitivity(
+            [*resources, *referenced.values()], self.config.privacy, self._findings_of
+        )
         return bool(result.sensitive), tuple(result.reasons)
 
-    def _references_of(self, resource: Mapping[str, Any]) -> list[str]:
-        """One resource's references, walked once per planning run (the snapshot and its
-        resolved references live as long as this context, so ``id`` is a safe key)."""
-        found = self._references.get(id(resource))
-        if found is None:
-            found = self._references[id(resource)] = shared_references_of(resource)
+    def _content_key(self, resource: Mapping[str, Any]) -> bytes | None:
+        """:func:`rules.memo.content_key`, worked out once per resource per planning run
+        (every memo about a shared resource is keyed by it). Equal keys are one object,
+        so the memos that hold it compare it by identity rather than byte by byte."""
+        content_keys = self._worked_out.content_keys
+        found = content_keys.get(id(resource))
+        if found is None or found[0] is not resource:
+            key = content_key(resource)
+            if key is not None:
+                canonical = _KEYS.get(key)
+                key = canonical if canonical is not None else _KEYS.put(key, key)
+            found = content_keys[id(resource)] = (resource, key)
+        return found[1]
+
+    def _read(self, resource: Mapping[str, Any]) -> _Read:
+        """A resource's references and sensitivity findings, once per planning run.
+
+        A shared resource (a Location...) is looked up by its content; any other is
+        walked once for both (:func:`rules.privacy.read_resource`).
+        """
+        reads = self._worked_out.reads
+        found = reads.get(id(resource))
+        if found is not None and found[0] is resource:
+            return found
+        policy = self.config.privacy
+        if resource.get("resourceType") in REFERENCED_TYPES:
+            key = self._content_key(resource)
+            references = remembered_references_of(resource, key)
+            found = (resource, references, shared_findings(resource, policy, key))
+        elif (read := read_resource(resource, policy)) is not None:
+            found = (resource, read[1], read[0])
+        else:
+            found = (resource, references_of(resource), None)
+        reads[id(resource)] = found
         return found
+
+    def _references_of(self, resource: Mapping[str, Any]) -> list[str]:
+        found = self._worked_out.reads.get(id(resource))
+        return (found if found is not None and found[0] is resource else self._read(resource))[1]
+
+    def _findings_of(self, resource: Mapping[str, Any]) -> ResourceFindings | None:
+        found = self._worked_out.reads.get(id(resource))
+        return (found if found is not None and found[0] is resource else self._read(resource))[2]

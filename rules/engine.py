@@ -8,15 +8,19 @@ deterministic: the same snapshot, configuration and ``now`` give the same plan.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from operator import attrgetter
 
 from rules.appointments import plan_appointments
 from rules.caps import apply_caps
 from rules.config import RulesConfig
-from rules.context import PlanningContext, RuleOutcome
+from rules.context import PlanningContext
 from rules.discharge import plan_discharge_checkins
 from rules.model import PatientSnapshot, Plan, PlannedMessage, WithheldMessage
 from rules.protections import check_protections
 from rules.refills import plan_refills
+
+_BY_SEND_TIME = attrgetter("send_at", "key")
+_BY_KEY = attrgetter("key")
 
 
 class NaiveDatetimeError(ValueError):
@@ -59,8 +63,7 @@ def plan_for_patient(snapshot: PatientSnapshot, config: RulesConfig, now: dateti
         raise NaiveDatetimeError("plan_for_patient needs an aware 'now'")
     now = now.astimezone(UTC)
     ctx = PlanningContext.build(snapshot, config, now)
-    outcome = RuleOutcome()
-    outcome.extend(plan_appointments(ctx))
+    outcome = plan_appointments(ctx)
     outcome.extend(plan_refills(ctx))
     outcome.extend(plan_discharge_checkins(ctx))
     allowed, protected = _protect(ctx, outcome.planned)
@@ -70,6 +73,6 @@ def plan_for_patient(snapshot: PatientSnapshot, config: RulesConfig, now: dateti
     return Plan(
         patient_ref=snapshot.patient_ref,
         planned_at=now,
-        messages=tuple(sorted(kept, key=lambda m: (m.send_at, m.key))),
-        withheld=tuple(sorted(withheld, key=lambda w: w.key)),
+        messages=tuple(sorted(kept, key=_BY_SEND_TIME)),
+        withheld=tuple(sorted(withheld, key=_BY_KEY)),
     )

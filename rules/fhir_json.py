@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
@@ -27,6 +28,13 @@ def parse_instant(value: Any) -> datetime | None:
     """
     if not isinstance(value, str) or "T" not in value:
         return None
+    return _parse_instant(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_instant(value: str) -> datetime | None:
+    """:func:`parse_instant` once per distinct text (a day's appointments start at a few
+    hundred instants; the result is immutable)."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -48,14 +56,14 @@ def parse_date(value: Any) -> date | None:
 
 def codes_of(concept: Any) -> set[tuple[str, str]]:
     """All ``(system, code)`` pairs in a CodeableConcept or a bare Coding."""
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, (dict, Mapping)):
         return set()
     codings = concept.get("coding")
     if codings is None and "code" in concept:
         codings = [concept]
     result: set[tuple[str, str]] = set()
     for coding in codings or ():
-        if isinstance(coding, Mapping) and isinstance(coding.get("code"), str):
+        if isinstance(coding, (dict, Mapping)) and isinstance(coding.get("code"), str):
             result.add((str(coding.get("system", "")), coding["code"]))
     return result
 
@@ -70,7 +78,7 @@ def extension_value(resource: Mapping[str, Any] | None, url: str) -> Any:
     if not resource:
         return None
     for extension in resource.get("extension") or ():
-        if isinstance(extension, Mapping) and extension.get("url") == url:
+        if isinstance(extension, (dict, Mapping)) and extension.get("url") == url:
             for key, value in extension.items():
                 if key.startswith("value"):
                     return value
@@ -79,7 +87,7 @@ def extension_value(resource: Mapping[str, Any] | None, url: str) -> Any:
 
 def reference_of(value: Any) -> str | None:
     """The ``reference`` string of a Reference, if any."""
-    if isinstance(value, Mapping) and isinstance(value.get("reference"), str):
+    if isinstance(value, (dict, Mapping)) and isinstance(value.get("reference"), str):
         return str(value["reference"])
     return None
 
@@ -95,7 +103,7 @@ def first_name(patient: Mapping[str, Any] | None) -> str:
     """The name the patient is addressed by: ``usual`` over ``official``, else any."""
     if not patient:
         return ""
-    names = [n for n in patient.get("name") or () if isinstance(n, Mapping)]
+    names = [n for n in patient.get("name") or () if isinstance(n, (dict, Mapping))]
     for wanted in ("usual", "official", None):
         for name in names:
             if wanted is not None and name.get("use") != wanted:

@@ -30,6 +30,8 @@ from typing import Any, Final
 import langcodes
 from langcodes.tag_parser import LanguageTagError
 
+from rules.memo import ContentMemo, content_key
+
 SOURCES: Final = ("patient.communication.preferred", "patient.communication", "default")
 
 #: Code systems whose codes are language tags (BCP-47 or ISO 639). A coding with no
@@ -179,14 +181,36 @@ def preferred_language(
     return LanguageDecision(default, "default", note)
 
 
+_DECISIONS: Final[ContentMemo[LanguageDecision]] = ContentMemo()
+
+
+def remembered_language(
+    patient: Mapping[str, Any] | None, supported: Sequence[str], default: str
+) -> LanguageDecision:
+    """:func:`preferred_language`, remembered by what it reads (``Patient.communication``,
+    by content, and the settings): a day's patients state a handful of languages."""
+    if not isinstance(patient, (dict, Mapping)):
+        return preferred_language(patient, supported, default)
+    communication = content_key(patient.get("communication"))
+    if communication is None:
+        return preferred_language(patient, supported, default)
+    key = (communication, tuple(supported), default)
+    found = _DECISIONS.get(key)
+    if found is None:
+        found = _DECISIONS.put(key, preferred_language(patient, supported, default))
+    return found
+
+
 def stated_languages(patient: Mapping[str, Any] | None) -> list[StatedLanguage]:
     """The patient's communication entries, preferred first, each read to a tag if possible."""
-    if not isinstance(patient, Mapping):
+    if not isinstance(patient, (dict, Mapping)):
         return []
     entries = [
         c
         for c in patient.get("communication") or ()
-        if isinstance(c, Mapping) and isinstance(c.get("language"), Mapping) and c["language"]
+        if isinstance(c, (dict, Mapping))
+        and isinstance(c.get("language"), (dict, Mapping))
+        and c["language"]
     ]
     entries.sort(key=lambda entry: entry.get("preferred") is not True)
     return [
@@ -223,10 +247,10 @@ def _lookup(tag: str, supported: tuple[str, ...]) -> str | None:
 
 def _readings(concept: Any) -> Iterator[tuple[str, Any]]:
     """Ways to read the concept, most trustworthy first: ``("code"|"name", value)``."""
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, (dict, Mapping)):
         return
     for coding in concept.get("coding") or ():
-        if not isinstance(coding, Mapping):
+        if not isinstance(coding, (dict, Mapping)):
             continue
         code, display = ("code", coding.get("code")), ("name", coding.get("display"))
         if str(coding.get("system") or "") in TAG_SYSTEMS:

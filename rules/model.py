@@ -7,8 +7,9 @@ lets the staff panel and ``fhir-bridge preview`` reuse exactly the same logic.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +59,7 @@ class PatientSnapshot:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PlannedMessage:
     """One message the rules want sent at ``send_at`` (aware, UTC).
 
@@ -81,22 +82,52 @@ class PlannedMessage:
     """When what the message is about happens (an appointment's start). Frequency caps
     keep the message about the soonest event; ``None`` ranks by ``send_at``."""
 
-    def with_trace(self, trace: Mapping[str, Any]) -> PlannedMessage:
-        """This message with another trace (``dataclasses.replace``, without its overhead)."""
-        return PlannedMessage(
-            key=self.key,
-            rule=self.rule,
-            purpose=self.purpose,
-            patient_ref=self.patient_ref,
-            about=self.about,
-            send_at=self.send_at,
-            template=self.template,
-            language=self.language,
-            variables=self.variables,
+    def __init__(
+        self,
+        key: str,
+        rule: str,
+        purpose: str,
+        patient_ref: str,
+        about: tuple[str, ...],
+        send_at: datetime,
+        template: str,
+        language: str,
+        variables: Mapping[str, str],
+        trace: Mapping[str, Any],
+        sensitive: bool = False,
+        about_at: datetime | None = None,
+    ) -> None:
+        # The generated __init__ of a frozen dataclass sets each field through
+        # object.__setattr__; filling the instance dict at once builds a message in
+        # less than half the time, and a busy day plans hundreds of thousands.
+        # check_hand_written_init (below the class) keeps this in step with the fields.
+        self.__dict__.update(
+            key=key,
+            rule=rule,
+            purpose=purpose,
+            patient_ref=patient_ref,
+            about=about,
+            send_at=send_at,
+            template=template,
+            language=language,
+            variables=variables,
             trace=trace,
-            sensitive=self.sensitive,
-            about_at=self.about_at,
+            sensitive=sensitive,
+            about_at=about_at,
         )
+
+    def with_trace(self, trace: Mapping[str, Any]) -> PlannedMessage:
+        """This message with another trace (``dataclasses.replace``, without its overhead).
+
+        Copies every field at once rather than through the frozen ``__init__``, which
+        sets each field with ``object.__setattr__`` (a plan of a busy day makes this
+        copy for every message it keeps).
+        """
+        copy = object.__new__(PlannedMessage)
+        fields = copy.__dict__
+        fields.update(self.__dict__)
+        fields["trace"] = trace
+        return copy
 
     def withhold(self, reason: str, detail: str, trace: Mapping[str, Any]) -> WithheldMessage:
         """This message, decided against: same key and subject, with the reason and trace."""
@@ -113,7 +144,7 @@ class PlannedMessage:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class WithheldMessage:
     """A message the rules decided not to send, with a coded reason for the audit trail."""
 
@@ -127,6 +158,48 @@ class WithheldMessage:
     trace: Mapping[str, Any]
     send_at: datetime | None = None
     """When it would have been sent; a ``cap-reached`` decision is provisional until then."""
+
+    def __init__(
+        self,
+        key: str,
+        rule: str,
+        purpose: str,
+        patient_ref: str,
+        about: tuple[str, ...],
+        reason: str,
+        detail: str,
+        trace: Mapping[str, Any],
+        send_at: datetime | None = None,
+    ) -> None:
+        # As PlannedMessage.__init__: one update of the instance dict (checked below).
+        self.__dict__.update(
+            key=key,
+            rule=rule,
+            purpose=purpose,
+            patient_ref=patient_ref,
+            about=about,
+            reason=reason,
+            detail=detail,
+            trace=trace,
+            send_at=send_at,
+        )
+
+
+def check_hand_written_init(cls: type) -> None:
+    """Fail at import when a dataclass's hand-written ``__init__`` (written for speed)
+    no longer takes exactly its fields, in order, with their defaults."""
+    parameters = inspect.signature(cls).parameters.values()
+    expected = [
+        (item.name, inspect.Parameter.empty if item.default is MISSING else item.default)
+        for item in fields(cls)
+        if item.init
+    ]
+    if [(p.name, p.default) for p in parameters] != expected:
+        raise TypeError(f"{cls.__name__}.__init__ does not match its fields")
+
+
+check_hand_written_init(PlannedMessage)
+check_hand_written_init(WithheldMessage)
 
 
 @dataclass(frozen=True)

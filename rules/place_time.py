@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from math import isfinite
 from pathlib import Path
@@ -126,7 +126,7 @@ def _from_location(
     configured_zone: ZoneInfo | None,
     notes: list[str],
 ) -> ZoneDecision | None:
-    if not isinstance(location, Mapping):
+    if not isinstance(location, (dict, Mapping)):
         return None
     stated = extension_value(location, TIMEZONE_EXTENSION)
     zone = zone_or_none(stated)
@@ -155,19 +155,26 @@ def start_offset_check(start: str | None, zone: ZoneInfo) -> list[str]:
     """Compare the offset written in ``Appointment.start`` with ``zone`` at that instant."""
     if not isinstance(start, str) or "T" not in start:
         return []
+    return list(_start_offset_check(start, zone))
+
+
+@lru_cache(maxsize=4096)
+def _start_offset_check(start: str, zone: ZoneInfo) -> tuple[str, ...]:
+    """:func:`start_offset_check`, once per distinct start text and zone (a day's
+    appointments start at a few hundred instants)."""
     try:
         written = datetime.fromisoformat(start.replace("Z", "+00:00"))
     except ValueError:
-        return []
+        return ()
     offset = written.utcoffset()
     if offset is None:
-        return []
+        return ()
     actual = written.astimezone(zone).utcoffset()
     if actual == offset:
-        return ["start-offset-used-as-check"]
+        return ("start-offset-used-as-check",)
     if offset == timedelta(0):
-        return ["start-offset-utc-ignored"]
-    return [f"start-offset-disagrees:{_format_offset(offset)}"]
+        return ("start-offset-utc-ignored",)
+    return (f"start-offset-disagrees:{_format_offset(offset)}",)
 
 
 def _format_offset(offset: timedelta) -> str:
@@ -193,22 +200,59 @@ def recipient_zone(
     ``today`` decides which addresses are current (``period``); without it an address
     whose ``period`` has an end is treated as no longer current.
     """
+    return recipient_at(patient_zone(patient, today=today), place)
+
+
+@dataclass(frozen=True)
+class PatientZone:
+    """What the Patient says about their zone, before any place of care is considered.
+
+    ``decided`` is the answer whatever the place (the extension, an exact home
+    address); otherwise ``address`` is an approximate home address, if any, and
+    ``notes`` what was noticed reading the Patient.
+    """
+
+    decided: ZoneDecision | None
+    address: AddressZone | None
+    notes: tuple[str, ...]
+
+
+PATIENT_SAYS_NOTHING: Final = PatientZone(None, None, ())
+"""A Patient without a timezone extension or an address: the place of care decides."""
+
+
+def patient_zone(patient: Mapping[str, Any] | None, *, today: date | None = None) -> PatientZone:
+    """The Patient's half of :func:`recipient_zone` (read once, for every place of care)."""
     notes: list[str] = []
-    if isinstance(patient, Mapping):
+    if isinstance(patient, (dict, Mapping)):
+        if not patient.get("extension") and patient.get("address") is None:
+            return PATIENT_SAYS_NOTHING
         stated = extension_value(patient, TIMEZONE_EXTENSION)
         zone = zone_or_none(stated)
         if zone is not None:
-            return ZoneDecision(zone, "patient-extension")
+            return PatientZone(ZoneDecision(zone, "patient-extension"), None, ())
         if stated is not None:
             notes.append("patient-extension-invalid")
         address = _address_zone(_home_address(patient.get("address"), today), notes)
         if address is not None:
             if not address.approximate:
-                return ZoneDecision(address.zone, "patient-address", tuple(notes))
-            if place.source == "default" or place.zone.key not in address.possible:
-                notes.append("address-approximate")
-                return ZoneDecision(address.zone, "patient-address", tuple(notes))
-            notes.append("patient-address-approximate")
+                return PatientZone(
+                    ZoneDecision(address.zone, "patient-address", tuple(notes)), None, ()
+                )
+            return PatientZone(None, address, tuple(notes))
+    return PatientZone(None, None, tuple(notes)) if notes else PATIENT_SAYS_NOTHING
+
+
+def recipient_at(patient: PatientZone, place: ZoneDecision) -> ZoneDecision:
+    """:func:`recipient_zone` from the Patient's half and the place of care."""
+    if patient.decided is not None:
+        return patient.decided
+    notes = patient.notes
+    address = patient.address
+    if address is not None:
+        if place.source == "default" or place.zone.key not in address.possible:
+            return ZoneDecision(address.zone, "patient-address", (*notes, "address-approximate"))
+        notes = (*notes, "patient-address-approximate")
     return ZoneDecision(
         place.zone, place.source, (*place.notes, *notes, "recipient-at-place-of-care")
     )
@@ -216,14 +260,14 @@ def recipient_zone(
 
 def _home_address(addresses: Any, today: date | None) -> Mapping[str, Any] | None:
     """The current home address, else the first current one; ``None`` if none is current."""
-    if isinstance(addresses, Mapping):
+    if isinstance(addresses, (dict, Mapping)):
         addresses = [addresses]
     if not isinstance(addresses, list):
         return None
     current = [
         a
         for a in addresses
-        if isinstance(a, Mapping) and a.get("use") != "old" and _is_current(a, today)
+        if isinstance(a, (dict, Mapping)) and a.get("use") != "old" and _is_current(a, today)
     ]
     for address in current:
         if address.get("use") == "home":
@@ -233,7 +277,7 @@ def _home_address(addresses: Any, today: date | None) -> Mapping[str, Any] | Non
 
 def _is_current(address: Mapping[str, Any], today: date | None) -> bool:
     period = address.get("period")
-    if not isinstance(period, Mapping):
+    if not isinstance(period, (dict, Mapping)):
         return True
     end = parse_date(period.get("end"))
     start = parse_date(period.get("start"))
@@ -267,7 +311,7 @@ def zone_at(latitude: float, longitude: float) -> ZoneInfo | None:
 
 
 def _position_zone(position: Any, notes: list[str]) -> ZoneInfo | None:
-    if not isinstance(position, Mapping):
+    if not isinstance(position, (dict, Mapping)):
         return None
     latitude = _number(position.get("latitude"))
     longitude = _number(position.get("longitude"))
@@ -447,8 +491,8 @@ def address_zone(address: Any) -> AddressZone | None:
 
 def _address_zone(address: Any, notes: list[str]) -> AddressZone | None:
     if isinstance(address, list):  # Patient.address arrives as a list; Location's is one
-        address = next((a for a in address if isinstance(a, Mapping)), None)
-    if not isinstance(address, Mapping):
+        address = next((a for a in address if isinstance(a, (dict, Mapping))), None)
+    if not isinstance(address, (dict, Mapping)):
         return None
     tables = _tables()
     country = _country(address.get("country"), tables, notes)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import cache
@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from rules.memo import ContentMemo, content_key
+from rules.snapshot import collect_references, relative_reference
 
 VALUE_SET_DIR: Final = Path(__file__).with_name("valuesets")
 SHIPPED_VALUE_SETS: Final = VALUE_SET_DIR / "sensitive.yaml"
@@ -405,11 +406,28 @@ class _Compiled:
     security_labels: frozenset[str]
     label_categories: Mapping[str, str]
     location_ids: tuple[str, ...]
+    location_id_set: frozenset[str]
     location_names: re.Pattern[str] | None
     # What one shared resource (a Location, Practitioner...) contributes, by its content.
-    verdicts: ContentMemo[_ResourceFindings] = dataclass_field(
+    verdicts: ContentMemo[ResourceFindings] = dataclass_field(
         default_factory=ContentMemo, compare=False, repr=False
     )
+    # What the text expressions find in one joined text (a day's appointments at the same
+    # few places read the same few texts); keyed by the text itself.
+    text_verdicts: ContentMemo[tuple[tuple[str, str], ...]] = dataclass_field(
+        default_factory=ContentMemo, compare=False, repr=False
+    )
+    # Whole verdicts by the findings of the resources they were made from, in order.
+    verdicts_of_findings: ContentMemo[Sensitivity] = dataclass_field(
+        default_factory=ContentMemo, compare=False, repr=False
+    )
+
+    def text_reasons(self, joined: str) -> tuple[tuple[str, str], ...]:
+        """``(reason, category)`` for every category and drug list ``joined`` text hits."""
+        found = self.text_verdicts.get(joined)
+        if found is None:
+            found = self.text_verdicts.put(joined, tuple(self.text.reasons(fold(joined))))
+        return found
 
     def code_category(self, system: str, code: str) -> str | None:
         canonical = _SYSTEM_ALIASES.get(system, system)
@@ -425,8 +443,11 @@ class _Compiled:
         return self.location_names is not None and bool(self.location_names.search(name))
 
     def id_is_revealing(self, reference: str) -> bool:
+        ids = self.location_id_set
+        if not ids:
+            return False
         bare = reference.rsplit("Location/", 1)[-1]
-        return any(item in (reference, bare, f"Location/{bare}") for item in self.location_ids)
+        return reference in ids or bare in ids or f"Location/{bare}" in ids
 
 
 class PrivacyPolicy(BaseModel):
@@ -545,6 +566,7 @@ class PrivacyPolicy(BaseModel):
                 if category in enabled
             },
             location_ids=tuple(self.revealing_locations.ids),
+            location_id_set=frozenset(self.revealing_locations.ids),
             location_names=(
                 re.compile("|".join(f"(?:{p})" for p in location_patterns), re.IGNORECASE)
                 if location_patterns
@@ -577,8 +599,16 @@ class PrivacyPolicy(BaseModel):
         return self._compiled.id_is_revealing(reference)
 
     def compiled(self) -> _Compiled:
-        """The pre-compiled form classification reads (one attribute access per call)."""
-        return self._compiled
+        """The pre-compiled form classification reads.
+
+        Read from pydantic's private-attribute slot: ``self._compiled`` goes through
+        ``BaseModel.__getattr__``, which costs microseconds on every planned message.
+        """
+        private = self.__pydantic_private__
+        if private is None:
+            return self._compiled
+        compiled: _Compiled = private["_compiled"]
+        return compiled
 
 
 @dataclass(frozen=True)
@@ -625,7 +655,7 @@ class _Recorder:
 
 
 @dataclass(frozen=True)
-class _ResourceFindings:
+class ResourceFindings:
     """What one resource contributes on its own: its findings and its free text."""
 
     added: tuple[tuple[str, str | None], ...]
@@ -636,10 +666,11 @@ def _security(
     resource: Mapping[str, Any], compiled: _Compiled, found: _Findings | _Recorder
 ) -> None:
     meta = resource.get("meta")
-    if not isinstance(meta, Mapping):
+    if not isinstance(meta, (dict, Mapping)):
         return
-    for label in meta.get("security") or ():
-        if not isinstance(label, Mapping):
+    labels = meta.get("security")
+    for label in labels if isinstance(labels, list) else ():
+        if not isinstance(label, (dict, Mapping)):
             continue
         system, code = label.get("system"), label.get("code")
         if not isinstance(code, str):
@@ -697,7 +728,10 @@ def _walk(node: Any, compiled: _Compiled, found: _Findings | _Recorder, texts: l
 
 def _location_resource_reason(resource: Mapping[str, Any], compiled: _Compiled) -> str | None:
     identity = str(resource.get("id", ""))
-    names = [resource.get("name"), *(resource.get("alias") or ())]
+    aliases = resource.get("alias")
+    if not isinstance(aliases, list):  # malformed: a lone string is still read as a name
+        aliases = [aliases]
+    names = [resource.get("name"), *aliases]
     if (identity and compiled.id_is_revealing(identity)) or any(
         isinstance(name, str) and compiled.name_is_revealing(name) for name in names
     ):
@@ -707,13 +741,13 @@ def _location_resource_reason(resource: Mapping[str, Any], compiled: _Compiled) 
 
 def _identifies(concept: Any) -> bool:
     """True when a CodeableConcept names something: a coded coding or any text."""
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, (dict, Mapping)):
         return False
     text = concept.get("text")
     if isinstance(text, str) and text.strip():
         return True
     for coding in concept.get("coding") or ():
-        if not isinstance(coding, Mapping):
+        if not isinstance(coding, (dict, Mapping)):
             continue
         for field in ("code", "display"):
             value = coding.get(field)
@@ -726,7 +760,9 @@ def _medication_identified(medication: Mapping[str, Any]) -> bool:
     if _identifies(medication.get("code")):
         return True
     for ingredient in medication.get("ingredient") or ():
-        if isinstance(ingredient, Mapping) and _identifies(ingredient.get("itemCodeableConcept")):
+        if isinstance(ingredient, (dict, Mapping)) and _identifies(
+            ingredient.get("itemCodeableConcept")
+        ):
             return True
     return False
 
@@ -736,7 +772,7 @@ def _medication_known(order: Mapping[str, Any], given: Sequence[Any]) -> bool:
     if _identifies(order.get("medicationCodeableConcept")):
         return True
     reference = order.get("medicationReference")
-    if not isinstance(reference, Mapping):
+    if not isinstance(reference, (dict, Mapping)):
         return False
     display = reference.get("display")
     if isinstance(display, str) and display.strip():
@@ -753,7 +789,7 @@ def _medication_known(order: Mapping[str, Any], given: Sequence[Any]) -> bool:
         if "Medication/" not in target:
             return False
     return any(
-        isinstance(item, Mapping)
+        isinstance(item, (dict, Mapping))
         and item.get("resourceType") == "Medication"
         and item.get("id") == wanted
         and _medication_identified(item)
@@ -775,26 +811,168 @@ def _resource_findings(
         found.add(REASON_UNPARSEABLE)
 
 
-def _shared_findings(resource: Mapping[str, Any], compiled: _Compiled) -> _ResourceFindings:
-    """A shared resource's findings, worked out once per content (see :mod:`rules.memo`)."""
-    key = content_key(resource)
+def _shared_findings(
+    resource: Mapping[str, Any], compiled: _Compiled, key: bytes | None
+) -> ResourceFindings:
+    """A shared resource's findings, worked out once per content (see :mod:`rules.memo`);
+    ``key`` is its :func:`rules.memo.content_key`."""
     if key is not None and (known := compiled.verdicts.get(key)) is not None:
         return known
     recorder = _Recorder()
     texts: list[str] = []
     _resource_findings(resource, compiled, recorder, texts)
-    result = _ResourceFindings(tuple(recorder.added), tuple(texts))
+    result = ResourceFindings(tuple(recorder.added), tuple(texts))
     return result if key is None else compiled.verdicts.put(key, result)
 
 
-def classify_sensitivity(resources: Sequence[Any], policy: PrivacyPolicy) -> Sensitivity:
+def shared_findings(
+    resource: Mapping[str, Any], policy: PrivacyPolicy, key: bytes | None
+) -> ResourceFindings:
+    """What a shared resource (a Location, Practitioner...) contributes on its own,
+    remembered by ``key``, its :func:`rules.memo.content_key` (``None``: not remembered)."""
+    return _shared_findings(resource, policy.compiled(), key)
+
+
+def _walk_and_follow(
+    node: Mapping[str, Any],
+    compiled: _Compiled,
+    found: _Recorder,
+    texts: list[str],
+    references: dict[str, None],
+) -> None:
+    """:func:`_walk` and :func:`rules.snapshot.collect_references` in one pass.
+
+    Both visit the same nodes in the same order, except under keys one of them skips:
+    below a machine-data key (``identifier``, a period...) only references are collected,
+    below ``text`` only free text, below ``meta`` neither (``_security`` reads it).
+    ``node`` is a mapping; lists go to :func:`_walk_and_follow_list`.
+    """
+    if "resourceType" in node:
+        _security(node, compiled, found)
+    code = node.get("code")
+    if isinstance(code, str):
+        system = node.get("system")
+        if isinstance(system, str) and (category := compiled.code_category(system, code)):
+            found.add(f"code:{_short(system)}:{code}", category)
+    target = node.get("reference")
+    if isinstance(target, str):
+        if "Location/" in target and (reason := _location_reason(node, compiled)) is not None:
+            found.add(reason)
+        if (relative := relative_reference(target)) is not None:
+            references.setdefault(relative)
+    for key, value in node.items():
+        if isinstance(value, str):
+            if key not in _NON_TEXT_KEYS:
+                texts.append(narrative_text(value) if key == "div" else value)
+        elif key in _NON_TEXT_KEYS:
+            if key != "meta":
+                collect_references(value, references)
+        elif key == "text":
+            if isinstance(value, (dict, list, Mapping)):
+                _walk(value, compiled, found, texts)
+        elif isinstance(value, dict):
+            _walk_and_follow(value, compiled, found, texts, references)
+        elif isinstance(value, list):
+            _walk_and_follow_list(value, compiled, found, texts, references)
+        elif isinstance(value, Mapping):
+            _walk_and_follow(value, compiled, found, texts, references)
+
+
+def _walk_and_follow_list(
+    items: list[Any],
+    compiled: _Compiled,
+    found: _Recorder,
+    texts: list[str],
+    references: dict[str, None],
+) -> None:
+    """:func:`_walk_and_follow` for a list: its strings are free text."""
+    for item in items:
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict):
+            _walk_and_follow(item, compiled, found, texts, references)
+        elif isinstance(item, list):
+            _walk_and_follow_list(item, compiled, found, texts, references)
+        elif isinstance(item, Mapping):
+            _walk_and_follow(item, compiled, found, texts, references)
+
+
+def read_resource(
+    resource: Mapping[str, Any], policy: PrivacyPolicy
+) -> tuple[ResourceFindings, list[str]] | None:
+    """One walk for what planning reads in a resource: what it contributes to
+    :func:`classify_sensitivity` on its own, and its references (as
+    :func:`rules.snapshot.references_of` lists them).
+
+    ``None`` when the resource cannot be walked (too deeply nested); the caller then
+    asks each question separately, which decides such input as before.
+    """
+    compiled = policy.compiled()
+    recorder = _Recorder()
+    texts: list[str] = []
+    references: dict[str, None] = {}
+    if resource.get("resourceType") == "Location":
+        location_reason = _location_resource_reason(resource, compiled)
+        if location_reason is not None:
+            recorder.add(location_reason)
+    try:
+        _walk_and_follow(resource, compiled, recorder, texts, references)
+    except RecursionError:
+        return None
+    return ResourceFindings(tuple(recorder.added), tuple(texts)), list(references)
+
+
+FindingsOf = Callable[[Mapping[str, Any]], ResourceFindings | None]
+
+
+def classify_sensitivity(
+    resources: Sequence[Any], policy: PrivacyPolicy, findings_of: FindingsOf | None = None
+) -> Sensitivity:
     """Decide whether outreach about ``resources`` must use the neutral wording.
 
     ``resources`` are the resources a message is about plus those they reference
     (Location, HealthcareService, Practitioner, PractitionerRole, Organization,
-    Medication). Unreadable input counts as sensitive.
+    Medication). Unreadable input counts as sensitive. ``findings_of`` may supply what
+    a resource contributes on its own, already worked out (:func:`read_resource`,
+    :func:`shared_findings`); ``None`` from it means "read it here".
     """
     compiled = policy.compiled()
+    if findings_of is not None:
+        known = _verdict_of_findings(resources, compiled, findings_of)
+        if known is not None:
+            return known
+    return _classify(resources, compiled, findings_of)
+
+
+def _verdict_of_findings(
+    resources: Sequence[Any], compiled: _Compiled, findings_of: FindingsOf
+) -> Sensitivity | None:
+    """The verdict remembered for the same findings in the same order, when every
+    resource's own findings are known and none is a medication order (whose verdict also
+    depends on the others); ``None`` otherwise."""
+    key: list[tuple[Any, ...]] = []
+    for resource in resources:
+        if not isinstance(resource, (dict, Mapping)):
+            return None
+        if resource.get("resourceType") in _MEDICATION_ORDERS:
+            return None
+        own = findings_of(resource)
+        if own is None:
+            return None
+        key.append(own.added)
+        key.append(own.texts)
+    memo_key = tuple(key)
+    found = compiled.verdicts_of_findings.get(memo_key)
+    if found is None:
+        found = compiled.verdicts_of_findings.put(
+            memo_key, _classify(resources, compiled, findings_of)
+        )
+    return found
+
+
+def _classify(
+    resources: Sequence[Any], compiled: _Compiled, findings_of: FindingsOf | None
+) -> Sensitivity:
     found = _Findings()
     texts: list[str] = []
     for resource in resources:
@@ -802,17 +980,19 @@ def classify_sensitivity(resources: Sequence[Any], policy: PrivacyPolicy) -> Sen
             found.add(REASON_UNPARSEABLE)
             continue
         resource_type = resource.get("resourceType")
-        if resource_type in _SHARED_TYPES:
-            shared = _shared_findings(resource, compiled)
-            for reason, category in shared.added:
-                found.add(reason, category)
-            texts.extend(shared.texts)
-            continue
         if resource_type in _MEDICATION_ORDERS and not _medication_known(resource, resources):
             found.add(REASON_MEDICATION_UNKNOWN)
-        _resource_findings(resource, compiled, found, texts)
+        own = findings_of(resource) if findings_of is not None else None
+        if own is None and resource_type in _SHARED_TYPES:
+            own = _shared_findings(resource, compiled, content_key(resource))
+        if own is None:
+            _resource_findings(resource, compiled, found, texts)
+            continue
+        for reason, category in own.added:
+            found.add(reason, category)
+        texts.extend(own.texts)
     if texts:
-        for reason, category in compiled.text.reasons(fold("\n".join(texts))):
+        for reason, category in compiled.text_reasons("\n".join(texts)):
             found.add(reason, category)
     return Sensitivity(
         sensitive=bool(found.reasons),

@@ -7,6 +7,7 @@ directly, unless policy says otherwise. These checks run before consent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, Final
@@ -18,6 +19,8 @@ PROTECTION_DECEASED: Final = "deceased"
 PROTECTION_MINOR: Final = "minor"
 PROTECTION_AGE_UNKNOWN: Final = "age-unknown"
 PROTECTION_UNKNOWN_PATIENT: Final = "unknown-patient"
+# YYYY-MM-DD, years 0001-9998 (the end of 9999-12-31 does not fit a datetime).
+_FULL_DATE: Final = re.compile(r"(?!9999)[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", re.ASCII)
 
 
 def is_deceased(patient: Mapping[str, Any]) -> bool:
@@ -27,7 +30,14 @@ def is_deceased(patient: Mapping[str, Any]) -> bool:
 
 def _latest_possible_birth(patient: Mapping[str, Any]) -> date | None:
     """The latest birth date consistent with ``birthDate`` (``1990`` means up to 31 Dec)."""
-    latest = parse_fhir_datetime(patient.get("birthDate"), latest=True)
+    text = patient.get("birthDate")
+    if isinstance(text, str) and _FULL_DATE.match(text):
+        # The common case, a full date, is that very day (an impossible one is unknown).
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            return None
+    latest = parse_fhir_datetime(text, latest=True)
     return latest.date() if latest is not None else None
 
 

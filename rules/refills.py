@@ -109,6 +109,8 @@ def plan_refills(ctx: PlanningContext) -> RuleOutcome:
             outcome.withheld.append(_withheld(ctx, ref, "not-an-order", "intent", intent=intent))
         else:
             active.append(request)
+    if not active:
+        return outcome
     superseded = _supersessions(active)
     for request in active:
         ref = ref_of(request)

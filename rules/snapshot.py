@@ -46,6 +46,12 @@ def relative_reference(reference: str) -> str | None:
     """
     if not reference or reference.startswith("#"):
         return None
+    if "_history" not in reference:  # the usual shape: the last two segments, found directly
+        head, slash, resource_id = reference.rpartition("/")
+        resource_type = head.rpartition("/")[2]
+        if not slash or resource_type not in REFERENCED_TYPES or not resource_id:
+            return None
+        return f"{resource_type}/{resource_id}"
     parts = reference.split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
@@ -57,12 +63,12 @@ def relative_reference(reference: str) -> str | None:
     return f"{resource_type}/{resource_id}"
 
 
-def _references(node: Any, found: dict[str, None]) -> None:
+def collect_references(node: Any, found: dict[str, None]) -> None:
     """Add the references under ``node`` to ``found``, depth first in document order."""
     if isinstance(node, list):
         for item in node:
             if not isinstance(item, str):  # most leaves; skips the slower ABC check
-                _references(item, found)
+                collect_references(item, found)
         return
     if not isinstance(node, (dict, Mapping)):
         return
@@ -71,13 +77,13 @@ def _references(node: Any, found: dict[str, None]) -> None:
         found.setdefault(relative)
     for key, value in node.items():
         if key not in ("meta", "text") and not isinstance(value, str):
-            _references(value, found)
+            collect_references(value, found)
 
 
 def references_of(resource: Mapping[str, Any]) -> list[str]:
     """Every reference to a followed type in one resource, in first-seen order."""
     found: dict[str, None] = {}
-    _references(resource, found)
+    collect_references(resource, found)
     return list(found)
 
 
@@ -89,7 +95,12 @@ def shared_references_of(resource: Mapping[str, Any]) -> list[str]:
     (a day's appointments point at the same Locations). Do not modify the result."""
     if resource.get("resourceType") not in REFERENCED_TYPES:
         return references_of(resource)
-    key = content_key(resource)
+    return remembered_references_of(resource, content_key(resource))
+
+
+def remembered_references_of(resource: Mapping[str, Any], key: bytes | None) -> list[str]:
+    """:func:`references_of`, remembered by ``key``, the resource's
+    :func:`rules.memo.content_key` (``None``: not remembered). Do not modify the result."""
     if key is None:
         return references_of(resource)
     found = _SHARED_REFERENCES.get(key)
@@ -118,7 +129,7 @@ def referenced_closure(
     """
     found: dict[str, Mapping[str, Any]] = {}
     tried: set[str] = set()
-    frontier = references_in(resources, of)
+    frontier = _references_in(resources, of)
     for _depth in range(MAX_DEPTH):
         fresh: list[Mapping[str, Any]] = []
         for reference in frontier:
@@ -126,13 +137,28 @@ def referenced_closure(
                 continue
             tried.add(reference)
             resource = lookup(reference)
-            if isinstance(resource, Mapping):
+            if isinstance(resource, (dict, Mapping)):
                 found[reference] = resource
                 fresh.append(resource)
-        frontier = references_in(fresh, of)
+        if not fresh:
+            break
+        frontier = _references_in(fresh, of)
         if not frontier:
             break
     return found
+
+
+def _references_in(
+    resources: Sequence[Mapping[str, Any]], of: Callable[[Mapping[str, Any]], Sequence[str]]
+) -> Sequence[str]:
+    """:func:`references_in`, without building anything for the usual one or none."""
+    if len(resources) == 1:
+        return list(dict.fromkeys(of(resources[0])))
+    found: dict[str, None] = {}
+    for resource in resources:
+        for reference in of(resource):
+            found.setdefault(reference)
+    return list(found)
 
 
 def build_snapshot(

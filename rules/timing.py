@@ -132,3 +132,23 @@ def into_window(
 def local_iso(moment: datetime, zone: ZoneInfo) -> str:
     """ISO text of an instant in a zone, for traces a human will read."""
     return moment.astimezone(zone).isoformat()
+
+
+def iso_text(moment: datetime) -> str:
+    """``moment.isoformat()``, remembered for UTC instants: a day's plans print the same
+    few hundred appointment starts and send times (two UTC datetimes that are equal
+    print the same)."""
+    if moment.tzinfo is UTC:
+        return _utc_iso_text(moment)
+    return moment.isoformat()
+
+
+@lru_cache(maxsize=4096)
+def _utc_iso_text(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+@lru_cache(maxsize=4096)
+def local_day(moment: datetime, zone: ZoneInfo) -> date:
+    """The date of an instant on the wall clock of ``zone`` (caps count local days)."""
+    return moment.astimezone(zone).date()
