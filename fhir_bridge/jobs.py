@@ -8,7 +8,8 @@ done, so any job may run twice or crash half-way without harm.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from fhir_bridge.outreach import repository as message_repository
 from fhir_bridge.outreach.communication import WritebackOptions
 from fhir_bridge.outreach.delivery import DeliveryDeps, deliver, reconcile_abandoned
 from fhir_bridge.outreach.planning import Planner, replan_patient
-from fhir_bridge.outreach.snapshot import ReferenceSource, prefetch_references
+from fhir_bridge.outreach.snapshot import ReferenceSource, fetch_many, prefetch_references
 from fhir_bridge.outreach.writeback import write_communication
 from fhir_bridge.runtime import Runtime
 from fhir_bridge.settings import SUBSCRIBED_TYPES
@@ -118,19 +119,24 @@ def reference_source(rt: Runtime) -> ReferenceSource:
 
 
 def _prefetch_for_resources(rt: Runtime, resources: list[dict[str, Any]], now: datetime) -> None:
-    """Read what the resources refer to, and their patients, before applying them."""
+    """Read what the resources refer to, and their unknown Patients, before applying them:
+    the store asked once per level, the EHR once for what the store lacks (``fetch_many``)."""
+    if not resources:
+        return
     prefetch_references(rt.sessions, reference_source(rt), resources, now)
-    for patient_ref in {patient_reference(resource) for resource in resources} - {None}:
-        assert patient_ref is not None
-        _, _, patient_id = patient_ref.partition("/")
-        with transaction(rt.sessions) as session:
-            if sync_repository.get_state(session, "Patient", patient_id) is not None:
-                continue
-        try:
-            patient = rt.ehr.read("Patient", patient_id)
-        except EhrError:
-            continue
-        with transaction(rt.sessions) as session:
+    patient_refs = sorted({ref for ref in map(patient_reference, resources) if ref is not None})
+    if not patient_refs:
+        return
+    with transaction(rt.sessions) as session:
+        known = sync_repository.get_states(session, patient_refs)
+    unknown = [ref for ref in patient_refs if ref not in known]
+    if not unknown:
+        return
+    read = fetch_many(rt.ehr, unknown)
+    with transaction(rt.sessions) as session:
+        for patient_ref, patient in read.items():
+            if not isinstance(patient, dict):
+                continue  # not there, or unreachable: re-planning reads it again or goes without
             sync_repository.save_state(
                 session,
                 None,
@@ -142,8 +148,11 @@ def _prefetch_for_resources(rt: Runtime, resources: list[dict[str, Any]], now: d
             )
 
 
-def sync_deps(rt: Runtime, now: datetime) -> SyncDeps:
+def sync_deps(
+    rt: Runtime, now: datetime, pre_read: Mapping[str, dict[str, Any] | None] | None = None
+) -> SyncDeps:
     return SyncDeps(
+        pre_read=pre_read or {},
         ehr=rt.ehr,
         now=now,
         skew=rt.skew,
@@ -227,9 +236,10 @@ def process_inbox_batch(rt: Runtime, inbox_ids: Sequence[int]) -> dict[int, str]
     for start in range(0, len(inbox_ids), CLAIM_CHUNK):
         chunk = inbox_ids[start : start + CLAIM_CHUNK]
         claimed, views = _claim_chunk(rt, chunk)
+        ahead = _read_ahead(rt, claimed, views)
         for row in claimed:
             try:
-                outcome = _process_claimed(rt, row, views.get(row.subscription_id or ""))
+                outcome = _process_claimed(rt, row, views.get(row.subscription_id or ""), ahead)
             except Exception:
                 log.exception("notification processing failed", extra={"inbox_id": row.id})
                 outcome = "error"
@@ -261,6 +271,77 @@ def _claim_chunk(
     return claimed, views
 
 
+_TOPIC_KINDS = ("event-notification", "query-event")
+_FOCUS = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
+
+
+@dataclass(frozen=True)
+class ReadAhead:
+    """What a chunk's notifications need from the EHR, read together before any is applied:
+    the current versions of their id-only focuses (``None``: the EHR does not have it), and
+    which resource versions already had their references and Patients prefetched."""
+
+    current: Mapping[str, dict[str, Any] | None]
+    prefetched: frozenset[tuple[Any, ...]]
+
+
+NOTHING_READ_AHEAD = ReadAhead({}, frozenset())
+
+
+def _version_key(resource: Mapping[str, Any]) -> tuple[Any, ...]:
+    meta = resource.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    return (
+        resource.get("resourceType"),
+        resource.get("id"),
+        meta.get("versionId"),
+        meta.get("lastUpdated"),
+    )
+
+
+def _read_ahead(
+    rt: Runtime, claimed: Sequence[ClaimedNotification], views: Mapping[str, SubscriptionView]
+) -> ReadAhead:
+    """Read the chunk's id-only focuses in one go (one ``batch``, or side by side), then
+    prefetch what they and the pushed resources refer to, and their Patients, together.
+
+    Best effort and never raises: a notification whose focus is not here reads it on its
+    own (and fails or retries on its own), exactly as without the read-ahead. Versions read
+    here are the EHR's current ones, as a read in the notification's own job would be.
+    """
+    if len(claimed) < 2:
+        return NOTHING_READ_AHEAD
+    focuses: list[str] = []
+    pushed: list[dict[str, Any]] = []
+    for row in claimed:
+        if row.subscription_id not in views or row.body is None:
+            continue
+        if row.kind == "classic-resource":
+            pushed.append(row.body)
+        if row.kind not in _TOPIC_KINDS:
+            continue
+        try:
+            events = parse_topic_bundle(row.body).events
+        except InvalidNotification:
+            continue  # rejected by its own job, with the reason
+        for event in events:
+            if event.resource is not None:
+                pushed.append(event.resource)
+            elif event.focus and _FOCUS.fullmatch(event.focus):
+                focuses.append(event.focus)
+    now = rt.clock()
+    current: dict[str, dict[str, Any] | None] = {}
+    try:
+        if len(set(focuses)) > 1:
+            current = rt.ehr.read_many(focuses)
+        resources = [*pushed, *(resource for resource in current.values() if resource)]
+        _prefetch_for_resources(rt, resources, now)
+    except Exception as exc:  # each notification reads and prefetches on its own instead
+        log.warning("read-ahead skipped", extra={"error": type(exc).__name__})
+        return ReadAhead(current, frozenset())
+    return ReadAhead(current, frozenset(map(_version_key, resources)))
+
+
 def _after(view: SubscriptionView, row: ClaimedNotification) -> SubscriptionView:
     if row.kind not in ("event-notification", "query-event", "heartbeat") or row.body is None:
         return view
@@ -270,7 +351,12 @@ def _after(view: SubscriptionView, row: ClaimedNotification) -> SubscriptionView
     return replace(view, events_through=max(view.events_through, highest))
 
 
-def _process_claimed(rt: Runtime, row: ClaimedNotification, view: SubscriptionView | None) -> str:
+def _process_claimed(
+    rt: Runtime,
+    row: ClaimedNotification,
+    view: SubscriptionView | None,
+    ahead: ReadAhead = NOTHING_READ_AHEAD,
+) -> str:
     now = rt.clock()
     if row.attempts > MAX_NOTIFICATION_ATTEMPTS:
         with transaction(rt.sessions) as session:
@@ -278,7 +364,7 @@ def _process_claimed(rt: Runtime, row: ClaimedNotification, view: SubscriptionVi
         log.error("notification abandoned after repeated failures", extra={"inbox_id": row.id})
         _recover_events_of_unapplied(rt, sync_deps(rt, now), row.id)
         return "failed"
-    deps = sync_deps(rt, now)
+    deps = sync_deps(rt, now, ahead.current)
     try:
         if view is None:
             reads = None
@@ -287,7 +373,8 @@ def _process_claimed(rt: Runtime, row: ClaimedNotification, view: SubscriptionVi
             reads = read_notification(
                 deps, row.kind, row.body, view, page_size=rt.settings.poll_page_size
             )
-            _prefetch_for_resources(rt, reads.all_resources(), now)
+            not_yet = [r for r in reads.all_resources() if _version_key(r) not in ahead.prefetched]
+            _prefetch_for_resources(rt, not_yet, now)
         with transaction(rt.sessions) as session:
             subscription = (
                 sync_repository.get_subscription(session, row.subscription_id)

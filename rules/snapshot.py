@@ -35,6 +35,9 @@ REFERENCED_TYPES: Final = frozenset(
 MAX_DEPTH: Final = 3
 
 Lookup = Callable[[str], Mapping[str, Any] | None]
+LookupMany = Callable[[Sequence[str]], Mapping[str, Mapping[str, Any] | None]]
+"""Several references looked up at once (one level of the closure): absent ones may be
+left out or ``None``."""
 
 
 def relative_reference(reference: str) -> str | None:
@@ -127,16 +130,30 @@ def referenced_closure(
     ``of`` finds one resource's references (planning passes a cached version of
     :func:`references_of`, since it asks about the same resources many times).
     """
+    return referenced_closure_by_level(
+        resources, lambda references: {ref: lookup(ref) for ref in references}, of
+    )
+
+
+def referenced_closure_by_level(
+    resources: Sequence[Mapping[str, Any]],
+    lookup_many: LookupMany,
+    of: Callable[[Mapping[str, Any]], Sequence[str]] = references_of,
+) -> dict[str, Mapping[str, Any]]:
+    """:func:`referenced_closure`, asking ``lookup_many`` once per level (the live pipeline
+    reads a level's references from the store in one statement and the EHR in one batch)."""
     found: dict[str, Mapping[str, Any]] = {}
     tried: set[str] = set()
     frontier = _references_in(resources, of)
     for _depth in range(MAX_DEPTH):
+        wanted = [reference for reference in frontier if reference not in tried]
+        if not wanted:
+            break
+        tried.update(wanted)
+        answers = lookup_many(wanted)
         fresh: list[Mapping[str, Any]] = []
-        for reference in frontier:
-            if reference in tried:
-                continue
-            tried.add(reference)
-            resource = lookup(reference)
+        for reference in wanted:
+            resource = answers.get(reference)
             if isinstance(resource, (dict, Mapping)):
                 found[reference] = resource
                 fresh.append(resource)

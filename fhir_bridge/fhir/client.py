@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,6 +24,7 @@ import httpx
 
 from fhir_bridge.fhir.errors import (
     EhrError,
+    EhrNotFound,
     EhrProtocolError,
     EhrUnavailable,
     as_operation_error,
@@ -45,6 +47,10 @@ _IN_FLIGHT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemotePro
 # FHIR R4 id and resource type grammars; anything else could smuggle path segments or queries.
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+MAX_BATCH_ENTRIES = 50
+"""Reads per ``batch`` request: EHRs cap a batch's size, and one slow entry holds the rest."""
+MAX_PARALLEL_READS = 8
+"""Reads in flight at once for an EHR without ``batch`` (a polite share of its capacity)."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +286,36 @@ class EhrClient:
             raise EhrProtocolError("EHR batch response does not answer each entry in order")
         return [BatchAnswer.of(url, entry) for url, entry in zip(urls, entries, strict=True)]
 
+    def read_many(self, references: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """The current version of each ``Type/id`` reference, in as few round-trips as the
+        EHR allows: one ``batch`` per ``MAX_BATCH_ENTRIES`` where it declares the
+        interaction, otherwise the reads side by side (``MAX_PARALLEL_READS`` at a time).
+
+        ``None`` marks a reference the EHR does not have (404, 410). Any other failure
+        raises the `EhrError` the single read would have; so does an answer about another
+        resource than the one asked for (a misbehaving batch).
+        """
+        wanted = list(dict.fromkeys(references))
+        if len(wanted) > 1 and self.supports_batch():
+            found: dict[str, dict[str, Any] | None] = {}
+            for start in range(0, len(wanted), MAX_BATCH_ENTRIES):
+                part = wanted[start : start + MAX_BATCH_ENTRIES]
+                for reference, answer in zip(part, self.batch(part), strict=True):
+                    found[reference] = _answered(reference, answer)
+            return found
+        if len(wanted) <= 1:
+            return {reference: self._read_or_none(reference) for reference in wanted}
+        workers = min(MAX_PARALLEL_READS, len(wanted))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ehr-read") as pool:
+            return dict(zip(wanted, pool.map(self._read_or_none, wanted), strict=True))
+
+    def _read_or_none(self, reference: str) -> dict[str, Any] | None:
+        resource_type, _, resource_id = reference.partition("/")
+        try:
+            return self.read(resource_type, resource_id)
+        except EhrNotFound:
+            return None
+
     def close(self) -> None:
         """Release pooled connections."""
         self._http.close()
@@ -402,6 +438,18 @@ class BatchAnswer:
         if self.body is None:
             raise EhrProtocolError(f"EHR batch answered GET {resource_type} without a body")
         return self.body
+
+
+def _answered(reference: str, answer: BatchAnswer) -> dict[str, Any] | None:
+    """A batch answer to a read: the resource, ``None`` when the EHR does not have it."""
+    try:
+        resource = answer.resource()
+    except EhrNotFound:
+        return None
+    resource_type, _, resource_id = reference.partition("/")
+    if resource.get("resourceType") != resource_type or resource.get("id") != resource_id:
+        raise EhrProtocolError(f"EHR batch answered GET {resource_type} with another resource")
+    return resource
 
 
 def _batch_url(url: str) -> str:

@@ -29,10 +29,10 @@ from fhir_bridge.fhir.errors import EhrError, EhrNotFound
 from fhir_bridge.fhir.resources import Version
 from fhir_bridge.outreach import repository
 from fhir_bridge.store.db import transaction
-from fhir_bridge.store.models import PlannedMessage
+from fhir_bridge.store.models import PlannedMessage, ResourceState
 from fhir_bridge.sync import repository as state_repository
 from rules.model import PatientSnapshot, SentRecord
-from rules.snapshot import Lookup, build_snapshot, referenced_closure
+from rules.snapshot import Lookup, build_snapshot, referenced_closure_by_level
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,12 @@ def _fresh_body(
     row = state_repository.get_state(session, resource_type, resource_id)
     if row is None:
         return None, False
+    return _body_and_freshness(row, now, ttl)
+
+
+def _body_and_freshness(
+    row: ResourceState, now: datetime, ttl: timedelta
+) -> tuple[Mapping[str, Any] | None, bool]:
     body = None if row.body.get(MISSING_MARK) else row.body
     return body, row.stored_at >= now - ttl
 
@@ -69,10 +75,10 @@ def _missing(reference: str) -> dict[str, Any]:
     return {"resourceType": resource_type, "id": resource_id, MISSING_MARK: True}
 
 
-def _fetch(source: ReferenceSource, reference: str) -> dict[str, Any] | EhrError | None:
+def _fetch(ehr: Any, reference: str) -> dict[str, Any] | EhrError | None:
     resource_type, _, resource_id = reference.partition("/")
     try:
-        resource = source.ehr.read(resource_type, resource_id)
+        resource = ehr.read(resource_type, resource_id)
     except EhrNotFound:
         return None
     except EhrError as error:
@@ -110,7 +116,7 @@ def _cached_lookup(
         body, fresh = in_session(lambda s: _fresh_body(s, reference, now, source.ttl))
         if fresh:
             return body
-        fetched = _fetch(source, reference)
+        fetched = _fetch(source.ehr, reference)
         if isinstance(fetched, EhrError):
             return body
         in_session(
@@ -137,17 +143,56 @@ def prefetch_references(
 ) -> None:
     """Bring every resource the rules will follow from ``resources`` into the store.
 
-    Each EHR read happens outside any transaction; each cache check and save is a
-    short transaction of its own.
+    Level by level: one short transaction reads what the store holds of a level's
+    references, the EHR is asked for the missing and stale ones together (one ``batch``,
+    or side by side), and one short transaction keeps the answers, 404s included. No EHR
+    call happens while a transaction is open. An unreachable EHR leaves stale copies in use.
     """
     if source is None or not resources:
         return
 
-    def in_own_transaction(work: Callable[[Session], Any]) -> Any:
+    def lookup_level(references: Sequence[str]) -> dict[str, Mapping[str, Any] | None]:
         with transaction(factory) as session:
-            return work(session)
+            rows = state_repository.get_states(session, references)
+            held = {ref: _body_and_freshness(row, now, source.ttl) for ref, row in rows.items()}
+        answers: dict[str, Mapping[str, Any] | None] = {
+            ref: body for ref, (body, fresh) in held.items() if fresh
+        }
+        wanted = [ref for ref in references if ref not in answers]
+        if not wanted:
+            return answers
+        fetched = fetch_many(source.ehr, wanted)
+        keep = [
+            resource if resource is not None else _missing(ref)
+            for ref, resource in fetched.items()
+            if not isinstance(resource, EhrError)
+        ]
+        if keep:
+            with transaction(factory) as session:
+                for resource in keep:
+                    _store(session, resource, now)
+        for ref in wanted:
+            answer = fetched.get(ref)
+            answers[ref] = (
+                held.get(ref, (None, False))[0] if isinstance(answer, EhrError) else answer
+            )
+        return answers
 
-    referenced_closure(resources, _cached_lookup(source, now, in_own_transaction))
+    referenced_closure_by_level(resources, lookup_level)
+
+
+def fetch_many(ehr: Any, references: Sequence[str]) -> dict[str, dict[str, Any] | EhrError | None]:
+    """Several references read at once where the client can (``read_many``: one ``batch``, or
+    side by side), else one by one, and one by one after a failed batch so one bad
+    reference costs only its own copy. Per reference: the resource, ``None`` (the EHR does
+    not have it) or the `EhrError` that stopped its read."""
+    read_many = getattr(ehr, "read_many", None)
+    if callable(read_many) and len(references) > 1:
+        try:
+            return dict(read_many(references))
+        except EhrError:
+            log.warning("resources unavailable together; reading them one by one")
+    return {reference: _fetch(ehr, reference) for reference in references}
 
 
 def live_snapshot(

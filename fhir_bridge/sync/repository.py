@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,19 @@ from rules.resource_types import PLANNED_TYPES
 
 def get_state(session: Session, resource_type: str, resource_id: str) -> ResourceState | None:
     return session.get(ResourceState, (resource_type, resource_id))
+
+
+def get_states(session: Session, references: Collection[str]) -> dict[str, ResourceState]:
+    """The stored rows of several ``Type/id`` references, in one statement (absent: left out)."""
+    keys = {tuple(reference.split("/", 1)) for reference in references if "/" in reference}
+    if not keys:
+        return {}
+    rows = session.scalars(
+        select(ResourceState).where(
+            tuple_(ResourceState.resource_type, ResourceState.resource_id).in_(sorted(keys))
+        )
+    )
+    return {f"{row.resource_type}/{row.resource_id}": row for row in rows}
 
 
 def get_state_for_update(

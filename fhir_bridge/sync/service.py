@@ -19,7 +19,7 @@ returns :class:`EhrReads`, and :func:`apply_in_short_transactions` applies them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -76,6 +76,9 @@ class SyncDeps:
     # Event-number ranges stored notifications of a Subscription carry within first..last
     # (a short read of the inbox): those numbers are on their way, not missing.
     stored_events: Callable[[str, int, int], list[tuple[int, int]]] = _nothing_stored
+    # Current versions of id-only focuses already read for a whole chunk of notifications
+    # (``None``: the EHR does not have it); a focus not in here is read on its own.
+    pre_read: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 def apply_resource(
@@ -402,6 +405,12 @@ def _read_events(
     for event in events:
         if event.resource is not None:
             reads.resources.append((event.resource, False))
+        elif event.focus and event.focus in deps.pre_read:
+            current = deps.pre_read[event.focus]
+            if current is None:
+                reads.deleted.append(event.focus)
+            else:
+                reads.resources.append((current, True))
         elif event.focus:
             _read_focus(deps, event.focus, reads)
         else:

@@ -115,3 +115,63 @@ def test_an_absolute_or_malformed_entry_url_is_refused_before_sending() -> None:
     with pytest.raises(ValueError, match="relative"):
         make_client(ehr).batch(["https://elsewhere.example/fhir/Patient/1"])
     assert ehr.requests == []
+
+
+BATCH_STATEMENT = {
+    "resourceType": "CapabilityStatement",
+    "status": "active",
+    "kind": "instance",
+    "fhirVersion": "4.0.1",
+    "format": ["json"],
+    "rest": [{"mode": "server", "interaction": [{"code": "batch"}]}],
+}
+
+
+def test_read_many_reads_several_resources_in_one_batch_and_marks_the_missing() -> None:
+    missing = {"response": {"status": "404 Not Found", "outcome": outcome("not-found", "gone")}}
+    ehr = ScriptedEhr(
+        fhir_response(200, BATCH_STATEMENT),
+        fhir_response(
+            200,
+            _batch_response(
+                {"resource": booked_appointment(), "response": {"status": "200"}}, missing
+            ),
+        ),
+    )
+
+    found = make_client(ehr).read_many([f"Appointment/{APPOINTMENT_ID}", "Patient/gone-1"])
+
+    assert found[f"Appointment/{APPOINTMENT_ID}"]["id"] == APPOINTMENT_ID  # type: ignore[index]
+    assert found["Patient/gone-1"] is None
+    assert len(ehr.requests) == 2  # the CapabilityStatement once, then one batch
+
+
+def test_read_many_refuses_an_answer_about_another_resource() -> None:
+    ehr = ScriptedEhr(
+        fhir_response(200, BATCH_STATEMENT),
+        fhir_response(
+            200,
+            _batch_response(
+                {"resource": patient(), "response": {"status": "200"}},
+                {"resource": patient(), "response": {"status": "200"}},
+            ),
+        ),
+    )
+
+    with pytest.raises(EhrProtocolError, match="another resource"):
+        make_client(ehr).read_many([f"Appointment/{APPOINTMENT_ID}", f"Patient/{PATIENT_ID}"])
+
+
+def test_read_many_without_batch_reads_each_resource_once() -> None:
+    no_batch = {**BATCH_STATEMENT, "rest": [{"mode": "server"}]}
+    ehr = ScriptedEhr(
+        fhir_response(200, no_batch),
+        fhir_response(200, patient()),
+        fhir_response(200, booked_appointment()),
+    )
+    wanted = [f"Patient/{PATIENT_ID}", f"Appointment/{APPOINTMENT_ID}", f"Patient/{PATIENT_ID}"]
+
+    found = make_client(ehr).read_many(wanted)
+
+    assert set(found) == {f"Patient/{PATIENT_ID}", f"Appointment/{APPOINTMENT_ID}"}
+    assert sorted(r.url.path.split("/")[-2] for r in ehr.requests[1:]) == ["Appointment", "Patient"]
