@@ -15,8 +15,10 @@ notification stored → applied (a backlog shows here first), the machine's busy
 the stack's CPU per event (API, development EHR, workers; PostgreSQL and Redis not
 counted), and the worker processes' own CPU per event with the rate it would allow one
 worker process that had a core to itself (the EHR and the database elsewhere, as in a
-deployment). A rate is sustained when every event finished and the p99
-stayed under ``SUSTAINED_P99_SECONDS``.
+deployment). A rate is sustained when every event finished, the events were applied at
+``KEEPS_UP`` of the offered rate or more, and the p99 stayed under
+``SUSTAINED_P99_SECONDS``. The last line also prints the most a run applied per second
+(offer more than the worker keeps up with to see its capacity).
 
     .venv/bin/python benchmarks/bench_sustained.py [--rates 25,50,100] [--seconds 20]
         [--drain 60] [--ehr-latency 0.02]
@@ -47,6 +49,7 @@ from tests.e2e.harness import Stack, running_stack
 
 GOAL_RATE = 100.0
 SUSTAINED_P99_SECONDS = 5.0
+KEEPS_UP = 0.95
 OFFSET = "P1D"  # the reminder goes out a day before: planned now, sent later
 AHEAD = timedelta(days=3)
 BOOKING_THREADS = 8
@@ -71,7 +74,11 @@ class Outcome:
 
     @property
     def sustained(self) -> bool:
-        return self.finished == self.booked and self.p99 <= SUSTAINED_P99_SECONDS
+        return (
+            self.finished == self.booked
+            and self.throughput >= KEEPS_UP * self.rate
+            and self.p99 <= SUSTAINED_P99_SECONDS
+        )
 
 
 def worker_cpu_seconds() -> float:
@@ -186,7 +193,7 @@ def main() -> None:
     parser.add_argument("--ehr-latency", type=float, default=0.02, help="seconds per request")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    best = 0.0
+    best = most = 0.0
     for rate in (float(r) for r in args.rates.split(",")):
         out = run(rate, args.seconds, args.drain, args.ehr_latency)
         verdict = "sustained" if out.sustained else "NOT sustained"
@@ -200,10 +207,12 @@ def main() -> None:
             " for a worker process with a core to itself)",
             flush=True,
         )
+        most = max(most, out.throughput)
         if out.sustained:
-            best = max(best, out.throughput)
+            best = max(best, out.rate)
     print(
         f"sustainable rate, 1 worker process: {best:.0f} events/s   goal >= {GOAL_RATE:.0f}"
+        f"   (the most applied in a run: {most:.1f} events/s)"
         f"   (load average {' '.join(f'{v:.2f}' for v in os.getloadavg())})"
     )
 

@@ -213,9 +213,10 @@ class ClaimedNotification:
     attempts: int
 
 
-CLAIM_CHUNK = 10
-"""Notifications claimed per statement: few enough that the last one's lease is not near
-expiry by the time its turn comes."""
+CLAIM_CHUNK = 25
+"""Notifications claimed per statement and read ahead together: enough that a busy
+wake-up's notifications share one EHR round-trip per kind of read, few enough that the
+last one's lease is far from expiry by the time its turn comes (about 10 ms each)."""
 
 
 def process_inbox(rt: Runtime, inbox_id: int) -> str:

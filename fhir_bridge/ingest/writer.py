@@ -69,7 +69,7 @@ class WakeUps:
         *,
         every_seconds: float = 0.02,
         busy_ids: int = 5,
-        busy_every_seconds: float = 0.1,
+        busy_every_seconds: float = 0.2,
     ) -> None:
         self._wake = wake
         self._on_lost = on_lost
