@@ -8,7 +8,6 @@ done, so any job may run twice or crash half-way without harm.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fhir_bridge.fhir.client import is_readable_reference
 from fhir_bridge.fhir.errors import EhrError
 from fhir_bridge.fhir.resources import patient_reference
 from fhir_bridge.inbound.jobs import status_callback_url
@@ -97,6 +97,8 @@ def _patient_for(
     state = sync_repository.get_state(session, "Patient", patient_id)
     if state is not None:
         return state.body
+    if not is_readable_reference(patient_ref):
+        return None  # no FHIR server could answer it: planned without the Patient
     try:
         patient = rt.ehr.read("Patient", patient_id)
     except EhrError:
@@ -273,7 +275,6 @@ def _claim_chunk(
 
 
 _TOPIC_KINDS = ("event-notification", "query-event")
-_FOCUS = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,7 @@ def _read_ahead(
         for event in events:
             if event.resource is not None:
                 pushed.append(event.resource)
-            elif event.focus and _FOCUS.fullmatch(event.focus):
+            elif event.focus and is_readable_reference(event.focus):
                 focuses.append(event.focus)
     now = rt.clock()
     current: dict[str, dict[str, Any] | None] = {}

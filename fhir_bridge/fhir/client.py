@@ -291,23 +291,30 @@ class EhrClient:
         EHR allows: one ``batch`` per ``MAX_BATCH_ENTRIES`` where it declares the
         interaction, otherwise the reads side by side (``MAX_PARALLEL_READS`` at a time).
 
-        ``None`` marks a reference the EHR does not have (404, 410). Any other failure
-        raises the `EhrError` the single read would have; so does an answer about another
-        resource than the one asked for (a misbehaving batch).
+        ``None`` marks a reference the EHR does not have (404, 410), and one no FHIR server
+        can have (not a ``Type/id``: some EHRs put a name where the id belongs), which is
+        not asked for. Any other failure raises the `EhrError` the single read would have;
+        so does an answer about another resource than the one asked for (a misbehaving
+        batch).
         """
-        wanted = list(dict.fromkeys(references))
+        found: dict[str, dict[str, Any] | None] = {}
+        wanted: list[str] = []
+        for reference in dict.fromkeys(references):
+            if is_readable_reference(reference):
+                wanted.append(reference)
+            else:
+                found[reference] = None
         if len(wanted) > 1 and self.supports_batch():
-            found: dict[str, dict[str, Any] | None] = {}
             for start in range(0, len(wanted), MAX_BATCH_ENTRIES):
                 part = wanted[start : start + MAX_BATCH_ENTRIES]
                 for reference, answer in zip(part, self.batch(part), strict=True):
                     found[reference] = _answered(reference, answer)
             return found
         if len(wanted) <= 1:
-            return {reference: self._read_or_none(reference) for reference in wanted}
+            return found | {reference: self._read_or_none(reference) for reference in wanted}
         workers = min(MAX_PARALLEL_READS, len(wanted))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ehr-read") as pool:
-            return dict(zip(wanted, pool.map(self._read_or_none, wanted), strict=True))
+            return found | dict(zip(wanted, pool.map(self._read_or_none, wanted), strict=True))
 
     def _read_or_none(self, reference: str) -> dict[str, Any] | None:
         resource_type, _, resource_id = reference.partition("/")
@@ -438,6 +445,14 @@ class BatchAnswer:
         if self.body is None:
             raise EhrProtocolError(f"EHR batch answered GET {resource_type} without a body")
         return self.body
+
+
+def is_readable_reference(reference: str) -> bool:
+    """Whether ``reference`` is a relative ``Type/id`` a FHIR server could answer a read for."""
+    resource_type, slash, resource_id = reference.partition("/")
+    return bool(
+        slash and _RESOURCE_TYPE.fullmatch(resource_type) and _FHIR_ID.fullmatch(resource_id)
+    )
 
 
 def _answered(reference: str, answer: BatchAnswer) -> dict[str, Any] | None:

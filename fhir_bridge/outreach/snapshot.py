@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from fhir_bridge.fhir.client import is_readable_reference
 from fhir_bridge.fhir.errors import EhrError, EhrNotFound
 from fhir_bridge.fhir.resources import Version
 from fhir_bridge.outreach import repository
@@ -76,6 +77,8 @@ def _missing(reference: str) -> dict[str, Any]:
 
 
 def _fetch(ehr: Any, reference: str) -> dict[str, Any] | EhrError | None:
+    if not is_readable_reference(reference):
+        return None  # a name where the id belongs: no server has it (the rules go without)
     resource_type, _, resource_id = reference.partition("/")
     try:
         resource = ehr.read(resource_type, resource_id)

@@ -143,3 +143,25 @@ def test_when_the_read_ahead_fails_each_notification_reads_on_its_own(
     assert list(outcomes.values()) == ["done"] * BOOKINGS
     assert _reminded_patients(rt) == BOOKINGS
     assert _requests_since(ehr, before).get("Appointment.read") == BOOKINGS
+
+
+def test_a_reference_that_is_no_fhir_id_is_left_out_not_fatal(
+    rt: Runtime, ehr: EhrServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some EHRs put a name where an id belongs; no server can answer it, so the rules go
+    without that resource (their documented fallbacks) and every booking is still applied."""
+    original = appointment
+
+    def named_practitioner(patient_id: str, **kwargs: Any) -> dict[str, Any]:
+        booked = original(patient_id, **kwargs)
+        booked["participant"][1]["actor"]["reference"] = "Practitioner/Dr Ana Ruiz, MD"
+        return booked
+
+    monkeypatch.setitem(globals(), "appointment", named_practitioner)
+    inbox_ids = _stored_bookings(rt, ehr)
+
+    together = jobs.process_inbox_batch(rt, inbox_ids[:-1])
+    alone = jobs.process_inbox(rt, inbox_ids[-1])  # a chunk of one reads nothing ahead
+
+    assert [*together.values(), alone] == ["done"] * BOOKINGS
+    assert _reminded_patients(rt) == BOOKINGS
