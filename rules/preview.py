@@ -19,7 +19,7 @@ from rules.fhir_json import ref_of, reference_of, same_reference
 from rules.model import PlannedMessage, PreparedDelivery, WithheldMessage
 from rules.outreach import prepare_delivery
 from rules.resource_types import PLANNED_TYPES as _PLANNED
-from rules.snapshot import build_snapshot, bundle_lookup
+from rules.snapshot import build_snapshot, bundle_lookup, one_at_a_time
 from rules.templates import UNSUBSCRIBE_PLACEHOLDER, with_unsubscribe_line
 from rules.timing import zone_or_none
 
@@ -137,7 +137,7 @@ def preview(document: Any, config: RulesConfig, now: datetime) -> list[dict[str,
     send time (consent, contact, protections, rendering), without sending.
     """
     resources = _resources(document)
-    lookup = bundle_lookup(resources)
+    lookup = one_at_a_time(bundle_lookup(resources))
     results: list[dict[str, Any]] = []
     for item in split_by_patient(resources):
         snapshot = build_snapshot(

@@ -130,9 +130,12 @@ def referenced_closure(
     ``of`` finds one resource's references (planning passes a cached version of
     :func:`references_of`, since it asks about the same resources many times).
     """
-    return referenced_closure_by_level(
-        resources, lambda references: {ref: lookup(ref) for ref in references}, of
-    )
+    return referenced_closure_by_level(resources, one_at_a_time(lookup), of)
+
+
+def one_at_a_time(lookup: Lookup) -> LookupMany:
+    """A level lookup that asks ``lookup`` for each reference in turn."""
+    return lambda references: {reference: lookup(reference) for reference in references}
 
 
 def referenced_closure_by_level(
@@ -183,16 +186,18 @@ def build_snapshot(
     patient_ref: str,
     patient: Mapping[str, Any] | None,
     resources: Sequence[Mapping[str, Any]],
-    lookup: Lookup,
+    lookup: LookupMany,
     history: Sequence[SentRecord] = (),
 ) -> PatientSnapshot:
-    """Everything the rules may look at for one patient, with its referenced resources."""
+    """Everything the rules may look at for one patient, with its referenced resources
+    (``lookup`` answers a level of references at once: the live store in one statement,
+    a preview bundle :func:`one_at_a_time`)."""
     return PatientSnapshot(
         patient_ref=patient_ref,
         patient=patient,
         resources=list(resources),
         history=list(history),
-        referenced=referenced_closure(resources, lookup),
+        referenced=referenced_closure_by_level(resources, lookup),
     )
 
 

@@ -33,7 +33,7 @@ from fhir_bridge.store.db import transaction
 from fhir_bridge.store.models import PlannedMessage, ResourceState
 from fhir_bridge.sync import repository as state_repository
 from rules.model import PatientSnapshot, SentRecord
-from rules.snapshot import Lookup, build_snapshot, referenced_closure_by_level
+from rules.snapshot import Lookup, LookupMany, build_snapshot, referenced_closure_by_level
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,36 @@ def _cached_lookup(
     return lookup
 
 
-def session_lookup(session: Session, source: ReferenceSource | None, now: datetime) -> Lookup:
-    """Inside the planning transaction: the store, reading the EHR only for what prefetch
-    could not foresee."""
+def session_lookup(session: Session, source: ReferenceSource | None, now: datetime) -> LookupMany:
+    """Inside the planning transaction: a level of references from the store in one
+    statement, reading the EHR only for what prefetch could not foresee (absent or stale:
+    one by one, then cached). Without a source the store's copy is used however old."""
     if source is None:
-        return lambda reference: _fresh_body(session, reference, now, timedelta(0))[0]
-    return _cached_lookup(source, now, lambda work: work(session))
+        return lambda references: _stored_bodies(session, references, now, None)
+    one_by_one = _cached_lookup(source, now, lambda work: work(session))
+    ttl = source.ttl
+
+    def lookup_level(references: Sequence[str]) -> dict[str, Mapping[str, Any] | None]:
+        answers = _stored_bodies(session, references, now, ttl)
+        for reference in references:
+            if reference not in answers:
+                answers[reference] = one_by_one(reference)
+        return answers
+
+    return lookup_level
+
+
+def _stored_bodies(
+    session: Session, references: Sequence[str], now: datetime, ttl: timedelta | None
+) -> dict[str, Mapping[str, Any] | None]:
+    """What the store holds of ``references`` in one statement: copies still fresh within
+    ``ttl`` (any age when ``None``); absent and stale ones are left out."""
+    answers: dict[str, Mapping[str, Any] | None] = {}
+    for reference, row in state_repository.get_states(session, references).items():
+        body, fresh = _body_and_freshness(row, now, ttl or timedelta(0))
+        if fresh or ttl is None:
+            answers[reference] = body
+    return answers
 
 
 def prefetch_references(
