@@ -10,7 +10,7 @@ from fhir_bridge.sandbox import EhrServer
 from fhir_bridge.sandbox.process import EhrRequestError
 from fhir_bridge.sandbox.receiver import NotificationReceiver
 from tests.fake_ehr.samples import appointment, classic_subscription, patient
-from tests.fake_ehr.waiting import wait_for_status
+from tests.fake_ehr.waiting import wait_for_deliveries, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def test_a_notification_answered_503_is_retried_until_the_receiver_takes_it(
         tries = flaky.wait_for(3)
 
     assert [request.json() for request in tries] == [booked] * 3
-    assert [entry["status_code"] for entry in ehr.deliveries()] == [503, 503, 200]
+    assert [entry["status_code"] for entry in wait_for_deliveries(ehr, 3)] == [503, 503, 200]
     assert ehr.read("Subscription", subscription["id"])["status"] == "active"
 
 
