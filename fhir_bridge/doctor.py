@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from fhir_bridge.fhir.client import EhrClient, RetryPolicy
+from fhir_bridge.fhir.client import MAX_PARALLEL_READS, EhrClient, RetryPolicy, declares_batch
 from fhir_bridge.fhir.errors import EhrAuthError, EhrError, EhrNotFound, EhrNotSupported
 from fhir_bridge.settings import ENV_PREFIX, SUBSCRIBED_TYPES, Settings, SettingsError
 
@@ -513,6 +513,23 @@ def check_subscription_operations(ctx: DoctorContext) -> CheckResult:
             "search instead (slower catch-up after an outage)",
         )
     return ok(name, "$status and $events advertised")
+
+
+def check_batch(ctx: DoctorContext) -> CheckResult:
+    """The system ``batch`` interaction: several reads in one request."""
+    name = "capability.batch"
+    missing_capability = _needs_capability(ctx, name)
+    if missing_capability or ctx.capability is None:
+        return missing_capability or skip(name, "no CapabilityStatement")
+    if not declares_batch(ctx.capability):
+        return warn(
+            name,
+            "batch not declared",
+            f"nothing to set: a worker then reads side by side (up to {MAX_PARALLEL_READS} "
+            "requests at a time) instead of one batch per chunk of notifications and one per "
+            "delivery",
+        )
+    return ok(name, "batch declared: a chunk's reads and a delivery's re-reads go in one request")
 
 
 def check_search_parameters(ctx: DoctorContext) -> CheckResult:
@@ -1017,6 +1034,7 @@ CHECK_ORDER = (
     "ehr",
     "capability.subscriptions",
     "capability.operations",
+    "capability.batch",
     "capability.search",
     "ehr.auth",
     "topics",
@@ -1050,6 +1068,7 @@ def run_checks(
         ("ehr", check_ehr),
         ("capability.subscriptions", check_subscription_support),
         ("capability.operations", check_subscription_operations),
+        ("capability.batch", check_batch),
         ("capability.search", check_search_parameters),
         ("ehr.auth", check_token),
         ("topics", check_topics),

@@ -247,14 +247,7 @@ class EhrClient:
                 statement = self.capabilities()
             except EhrError:
                 return False
-            self._batch_supported = any(
-                isinstance(rest, Mapping)
-                and any(
-                    isinstance(item, Mapping) and item.get("code") == "batch"
-                    for item in rest.get("interaction") or ()
-                )
-                for rest in statement.get("rest") or ()
-            )
+            self._batch_supported = declares_batch(statement)
         return self._batch_supported
 
     def batch(self, urls: Sequence[str]) -> list[BatchAnswer]:
@@ -445,6 +438,18 @@ class BatchAnswer:
         if self.body is None:
             raise EhrProtocolError(f"EHR batch answered GET {resource_type} without a body")
         return self.body
+
+
+def declares_batch(statement: Mapping[str, Any]) -> bool:
+    """Whether a CapabilityStatement declares the system ``batch`` interaction."""
+    return any(
+        isinstance(rest, Mapping)
+        and any(
+            isinstance(item, Mapping) and item.get("code") == "batch"
+            for item in rest.get("interaction") or ()
+        )
+        for rest in statement.get("rest") or ()
+    )
 
 
 def is_readable_reference(reference: str) -> bool:

@@ -31,6 +31,7 @@ ALL_CHECKS = [
     "ehr",
     "capability.subscriptions",
     "capability.operations",
+    "capability.batch",
     "capability.search",
     "ehr.auth",
     "topics",

@@ -10,6 +10,7 @@ from alembic import command
 from fhir_bridge.doctor import (
     CheckResult,
     DoctorContext,
+    check_batch,
     check_database,
     check_rules,
     exit_status,
@@ -102,3 +103,26 @@ def test_warnings_and_skips_do_not_fail_the_exit_status() -> None:
 
     assert exit_status(results) == 0
     assert exit_status([*results, CheckResult("rules", "fail", "x", "y")]) == 1
+
+
+def test_an_ehr_without_batch_is_a_warning_that_names_the_cost() -> None:
+    ctx = DoctorContext(settings=load_settings())
+    ctx.capability = {
+        "resourceType": "CapabilityStatement",
+        "rest": [{"mode": "server", "interaction": [{"code": "transaction"}]}],
+    }
+
+    result = check_batch(ctx)
+
+    assert (result.status, result.detail) == ("warn", "batch not declared")
+    assert "side by side" in result.fix
+
+
+def test_an_ehr_declaring_batch_passes() -> None:
+    ctx = DoctorContext(settings=load_settings())
+    ctx.capability = {
+        "resourceType": "CapabilityStatement",
+        "rest": [{"interaction": [{"code": "batch"}]}],
+    }
+
+    assert check_batch(ctx).status == "ok"
