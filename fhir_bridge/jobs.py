@@ -103,6 +103,14 @@ def _patient_for(
         patient = rt.ehr.read("Patient", patient_id)
     except EhrError:
         return None
+    _save_patient(session, patient_ref, patient, now)
+    return patient
+
+
+def _save_patient(
+    session: Session, patient_ref: str, patient: dict[str, Any], now: datetime
+) -> None:
+    """Keep a Patient read from the EHR (the version it says it is)."""
     sync_repository.save_state(
         session,
         None,
@@ -112,7 +120,6 @@ def _patient_for(
         patient_ref=patient_ref,
         now=now,
     )
-    return patient
 
 
 def reference_source(rt: Runtime) -> ReferenceSource:
@@ -137,17 +144,8 @@ def _prefetch_for_resources(rt: Runtime, resources: list[dict[str, Any]], now: d
     read = fetch_many(rt.ehr, unknown)
     with transaction(rt.sessions) as session:
         for patient_ref, patient in read.items():
-            if not isinstance(patient, dict):
-                continue  # not there, or unreachable: re-planning reads it again or goes without
-            sync_repository.save_state(
-                session,
-                None,
-                resource=patient,
-                version_id=(patient.get("meta") or {}).get("versionId"),
-                last_updated=None,
-                patient_ref=patient_ref,
-                now=now,
-            )
+            if isinstance(patient, dict):  # else not there, or unreachable: read again or without
+                _save_patient(session, patient_ref, patient, now)
 
 
 def sync_deps(

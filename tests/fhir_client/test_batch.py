@@ -28,6 +28,15 @@ URLS = [
     f"Consent?patient=Patient%2F{PATIENT_ID}&_count=100",
 ]
 
+BATCH_STATEMENT = {
+    "resourceType": "CapabilityStatement",
+    "status": "active",
+    "kind": "instance",
+    "fhirVersion": "4.0.1",
+    "format": ["json"],
+    "rest": [{"mode": "server", "interaction": [{"code": "batch"}]}],
+}
+
 
 def _batch_response(*entries: Mapping[str, object]) -> dict[str, object]:
     return {"resourceType": "Bundle", "type": "batch-response", "entry": list(entries)}
@@ -94,15 +103,7 @@ def test_an_answer_that_does_not_match_the_entries_is_a_protocol_error() -> None
 
 
 def test_batch_support_is_read_from_the_capability_statement_once() -> None:
-    statement = {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "kind": "instance",
-        "fhirVersion": "4.0.1",
-        "format": ["json"],
-        "rest": [{"mode": "server", "interaction": [{"code": "batch"}]}],
-    }
-    ehr = ScriptedEhr(fhir_response(200, statement))
+    ehr = ScriptedEhr(fhir_response(200, BATCH_STATEMENT))
     client = make_client(ehr)
 
     assert client.supports_batch() and client.supports_batch()
@@ -115,16 +116,6 @@ def test_an_absolute_or_malformed_entry_url_is_refused_before_sending() -> None:
     with pytest.raises(ValueError, match="relative"):
         make_client(ehr).batch(["https://elsewhere.example/fhir/Patient/1"])
     assert ehr.requests == []
-
-
-BATCH_STATEMENT = {
-    "resourceType": "CapabilityStatement",
-    "status": "active",
-    "kind": "instance",
-    "fhirVersion": "4.0.1",
-    "format": ["json"],
-    "rest": [{"mode": "server", "interaction": [{"code": "batch"}]}],
-}
 
 
 def test_read_many_reads_several_resources_in_one_batch_and_marks_the_missing() -> None:

@@ -91,13 +91,9 @@ def _reminded_patients(rt: Runtime) -> int:
         return session.scalar(select(func.count(func.distinct(PlannedMessage.patient_ref)))) or 0
 
 
-def _requests_since(ehr: EhrServer, before: dict[str, int]) -> dict[str, int]:
-    return {k: v - before.get(k, 0) for k, v in interactions(ehr).items() if v != before.get(k)}
-
-
-def test_a_chunk_reads_its_appointments_and_patients_in_batches(
-    rt: Runtime, ehr: EhrServer
-) -> None:
+def _apply_all(rt: Runtime, ehr: EhrServer) -> dict[str, int]:
+    """Book, apply the whole chunk, check every booking was applied and planned; the EHR
+    requests applying them made, by type and interaction."""
     inbox_ids = _stored_bookings(rt, ehr)
     before = dict(interactions(ehr))
 
@@ -105,7 +101,14 @@ def test_a_chunk_reads_its_appointments_and_patients_in_batches(
 
     assert list(outcomes.values()) == ["done"] * BOOKINGS
     assert _reminded_patients(rt) == BOOKINGS
-    requests = _requests_since(ehr, before)
+    return {k: v - before.get(k, 0) for k, v in interactions(ehr).items() if v != before.get(k)}
+
+
+def test_a_chunk_reads_its_appointments_and_patients_in_batches(
+    rt: Runtime, ehr: EhrServer
+) -> None:
+    requests = _apply_all(rt, ehr)
+
     assert requests.get("Appointment.batch-entry") == BOOKINGS
     assert requests.get("Patient.batch-entry") == BOOKINGS
     assert "Appointment.read" not in requests and "Patient.read" not in requests
@@ -115,14 +118,9 @@ def test_without_batch_the_chunk_reads_side_by_side(
     rt: Runtime, ehr: EhrServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(rt.ehr, "supports_batch", lambda: False)
-    inbox_ids = _stored_bookings(rt, ehr)
-    before = dict(interactions(ehr))
 
-    outcomes = jobs.process_inbox_batch(rt, inbox_ids)
+    requests = _apply_all(rt, ehr)
 
-    assert list(outcomes.values()) == ["done"] * BOOKINGS
-    assert _reminded_patients(rt) == BOOKINGS
-    requests = _requests_since(ehr, before)
     assert requests.get("Appointment.read") == BOOKINGS
     assert requests.get("Patient.read") == BOOKINGS
     assert "Bundle.batch" not in requests
@@ -135,14 +133,10 @@ def test_when_the_read_ahead_fails_each_notification_reads_on_its_own(
         raise EhrUnavailable("EHR GET Bundle failed (503)", status=503)
 
     monkeypatch.setattr(rt.ehr, "read_many", unavailable)
-    inbox_ids = _stored_bookings(rt, ehr)
-    before = dict(interactions(ehr))
 
-    outcomes = jobs.process_inbox_batch(rt, inbox_ids)
+    requests = _apply_all(rt, ehr)
 
-    assert list(outcomes.values()) == ["done"] * BOOKINGS
-    assert _reminded_patients(rt) == BOOKINGS
-    assert _requests_since(ehr, before).get("Appointment.read") == BOOKINGS
+    assert requests.get("Appointment.read") == BOOKINGS
 
 
 def test_a_reference_that_is_no_fhir_id_is_left_out_not_fatal(
