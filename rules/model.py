@@ -144,7 +144,7 @@ class PlannedMessage:
         )
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class WithheldMessage:
     """A message the rules decided not to send, with a coded reason for the audit trail."""
 
@@ -158,31 +158,6 @@ class WithheldMessage:
     trace: Mapping[str, Any]
     send_at: datetime | None = None
     """When it would have been sent; a ``cap-reached`` decision is provisional until then."""
-
-    def __init__(
-        self,
-        key: str,
-        rule: str,
-        purpose: str,
-        patient_ref: str,
-        about: tuple[str, ...],
-        reason: str,
-        detail: str,
-        trace: Mapping[str, Any],
-        send_at: datetime | None = None,
-    ) -> None:
-        # As PlannedMessage.__init__: one update of the instance dict (checked below).
-        self.__dict__.update(
-            key=key,
-            rule=rule,
-            purpose=purpose,
-            patient_ref=patient_ref,
-            about=about,
-            reason=reason,
-            detail=detail,
-            trace=trace,
-            send_at=send_at,
-        )
 
 
 def check_hand_written_init(cls: type) -> None:
@@ -199,7 +174,6 @@ def check_hand_written_init(cls: type) -> None:
 
 
 check_hand_written_init(PlannedMessage)
-check_hand_written_init(WithheldMessage)
 
 
 @dataclass(frozen=True)

@@ -834,7 +834,7 @@ def shared_findings(
 
 
 def _walk_and_follow(
-    node: Mapping[str, Any],
+    node: Any,
     compiled: _Compiled,
     found: _Recorder,
     texts: list[str],
@@ -845,8 +845,16 @@ def _walk_and_follow(
     Both visit the same nodes in the same order, except under keys one of them skips:
     below a machine-data key (``identifier``, a period...) only references are collected,
     below ``text`` only free text, below ``meta`` neither (``_security`` reads it).
-    ``node`` is a mapping; lists go to :func:`_walk_and_follow_list`.
     """
+    if isinstance(node, list):
+        for item in node:
+            if isinstance(item, str):
+                texts.append(item)
+            else:
+                _walk_and_follow(item, compiled, found, texts, references)
+        return
+    if not isinstance(node, (dict, Mapping)):
+        return
     if "resourceType" in node:
         _security(node, compiled, found)
     code = node.get("code")
@@ -870,31 +878,8 @@ def _walk_and_follow(
         elif key == "text":
             if isinstance(value, (dict, list, Mapping)):
                 _walk(value, compiled, found, texts)
-        elif isinstance(value, dict):
+        elif isinstance(value, (dict, list, Mapping)):
             _walk_and_follow(value, compiled, found, texts, references)
-        elif isinstance(value, list):
-            _walk_and_follow_list(value, compiled, found, texts, references)
-        elif isinstance(value, Mapping):
-            _walk_and_follow(value, compiled, found, texts, references)
-
-
-def _walk_and_follow_list(
-    items: list[Any],
-    compiled: _Compiled,
-    found: _Recorder,
-    texts: list[str],
-    references: dict[str, None],
-) -> None:
-    """:func:`_walk_and_follow` for a list: its strings are free text."""
-    for item in items:
-        if isinstance(item, str):
-            texts.append(item)
-        elif isinstance(item, dict):
-            _walk_and_follow(item, compiled, found, texts, references)
-        elif isinstance(item, list):
-            _walk_and_follow_list(item, compiled, found, texts, references)
-        elif isinstance(item, Mapping):
-            _walk_and_follow(item, compiled, found, texts, references)
 
 
 def read_resource(
